@@ -1,0 +1,38 @@
+"""ildata: one typed, Arrow-backed trajectory store for every imitation-learning data format.
+
+Attributes are imported lazily so that the CLI starts without loading pyarrow or gymnasium.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load": "ildata.store",
+    "save": "ildata.store",
+    "TrajectoryDataset": "ildata.store",
+    "Transitions": "ildata.store",
+    "convert": "ildata.convert",
+    "Episode": "ildata.episode",
+    "EpisodeBatch": "ildata.episode",
+    "DataError": "ildata.episode",
+    "VariableHorizonError": "ildata.horizon",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:
+    from ildata.convert import convert
+    from ildata.episode import DataError, Episode, EpisodeBatch
+    from ildata.horizon import VariableHorizonError
+    from ildata.store import TrajectoryDataset, Transitions, load, save
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ildata' has no attribute {name!r}")
