@@ -1,0 +1,147 @@
+"""Reader for `imitation`'s npz trajectory files (families N0 and N1, 2019-2023).
+
+- N1 (imitation v0.3): all trajectories concatenated, split by `indices` (N-1 split points).
+  Since an `EpisodeBatch` is itself "all episodes concatenated", the arrays are used as they
+  are: the split points only become episode lengths, nothing is copied per episode.
+- N0 (DAgger demos): one trajectory per file.
+
+The files may be named `.pkl` (2022), so detection is by content. Members are read straight
+from the zip: numeric ones with `np.frombuffer`, the object `infos` member by parsing the
+`.npy` header here and feeding its pickle payload to the allow-list unpickler. `np.load` would
+need `allow_pickle=True` for that member, which would run any code the file names.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ildata import safe_pickle
+from ildata.episode import DataError
+from ildata.formats import SourceRead
+from ildata.formats.imitation_common import make_read
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def sniff(path: Path) -> bool:
+    """A zip holding `obs.npy`; an unreadable zip is claimed too, so `read` can say what is wrong."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:
+            return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "obs.npy" in zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return True
+
+
+def _read_member(zf: zipfile.ZipFile, name: str) -> np.ndarray:
+    """One `.npy` member, without ever enabling numpy's pickle loading."""
+    with zf.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise DataError(f"member {name}: unsupported .npy format version {version}")
+        payload = f.read()
+    if dtype.hasobject:
+        array = safe_pickle.loads(payload)
+        if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
+            raise DataError(f"member {name}: pickled payload does not match its header shape {shape}")
+        return array
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(payload) != count * dtype.itemsize:
+        raise DataError(f"member {name}: {len(payload)} bytes of data for shape {shape} {dtype} (truncated?)")
+    return np.frombuffer(payload, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
+
+
+def _load_members(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith(".npy")]
+            return {n[: -len(".npy")]: _read_member(zf, n) for n in names}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"corrupted or truncated npz: {exc}") from None
+
+
+def _require(members: dict[str, np.ndarray], *names: str) -> None:
+    missing = [n for n in names if n not in members]
+    if missing:
+        raise DataError(f"npz has no {', '.join(repr(m) for m in missing)} member (not an imitation trajectory file)")
+
+
+def _infos(value: np.ndarray | None, steps: int) -> list[Any] | None:
+    """`infos` member -> list of per-step dicts (None when absent or a 0-d `array(None)`)."""
+    if value is None or (value.ndim == 0 and value.item() is None):
+        return None
+    if value.ndim != 1 or value.shape[0] != steps:
+        raise DataError(f"infos has shape {value.shape}, expected ({steps},)")
+    return value.tolist()
+
+
+def _lengths_from_indices(indices: np.ndarray, steps: int) -> np.ndarray:
+    """N-1 split points (cumsum of all lengths but the last) -> N lengths."""
+    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.number)):
+        raise DataError(f"indices has shape {indices.shape} and dtype {indices.dtype}: not split points")
+    if indices.size and not np.array_equal(indices, np.round(indices)):
+        raise DataError("indices are not whole numbers")
+    bounds = np.concatenate([[0], indices.astype(np.int64), [steps]])
+    lengths = np.diff(bounds)
+    if (lengths < 1).any():
+        bad = int(np.flatnonzero(lengths < 1)[0])
+        raise DataError(
+            f"indices do not match acts: trajectory {bad} would span [{bounds[bad]}, {bounds[bad + 1]}) "
+            f"of {steps} actions (indices must increase strictly and stay below len(acts))"
+        )
+    return lengths
+
+
+def read(path: Path) -> SourceRead:
+    """Read an N0 or N1 npz."""
+    members = _load_members(path)
+    _require(members, "obs", "acts")
+    obs, acts = members["obs"], members["acts"]
+    for name in ("obs", "acts", "rews"):
+        if name in members and (members[name].dtype.hasobject or members[name].ndim == 0):
+            raise DataError(f"{name} is not a numeric array")
+    steps = int(acts.shape[0])
+    if "indices" in members:  # N1
+        _require(members, "terminal")
+        lengths = _lengths_from_indices(members["indices"], steps)
+        terminal = members["terminal"].reshape(-1)
+        if terminal.shape[0] != lengths.shape[0]:
+            raise DataError(f"terminal has {terminal.shape[0]} entries but indices describe {lengths.shape[0]} trajectories")
+        if obs.shape[0] != steps + lengths.shape[0]:
+            raise DataError(
+                f"obs has {obs.shape[0]} rows but acts and indices imply {steps + lengths.shape[0]} "
+                f"({steps} actions + one final observation for each of {lengths.shape[0]} trajectories)"
+            )
+        family = "N1"
+    else:  # N0: one trajectory; `terminal` (0-d) only from 2021
+        lengths = np.array([steps])
+        terminal = members.get("terminal", np.array(True)).reshape(-1)
+        if terminal.shape[0] != 1:
+            raise DataError(f"terminal has {terminal.shape[0]} entries for one trajectory")
+        family = "N0"
+    if terminal.dtype != np.bool_:
+        raise DataError(f"terminal has dtype {terminal.dtype}, expected bool")
+    return make_read(
+        f"imitation-npz-{family}",
+        obs=obs,
+        acts=acts,
+        lengths=lengths,
+        terminal=terminal,
+        rews=members.get("rews"),
+        infos=_infos(members.get("infos"), steps),
+    )
