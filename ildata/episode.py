@@ -18,7 +18,14 @@ Obs = Union[np.ndarray, Mapping[str, "Obs"]]
 
 
 class DataError(ValueError):
-    """Bad input data: the CLI prints it as one line naming the file, and exits 2."""
+    """Bad input data: the CLI prints it as one line naming the file, and exits 2.
+
+    `subject` names the file the problem is in, when it is not the command's main input.
+    """
+
+    def __init__(self, message: str, *, subject: object = None):
+        super().__init__(message)
+        self.subject = subject
 
 
 @dataclass

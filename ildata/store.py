@@ -210,7 +210,7 @@ def write_dataset(
     """Write `batch` as a store at `dst`, atomically (temporary folder, then rename)."""
     dst = Path(dst)
     if dst.exists() and not overwrite:
-        raise DataError(f"{dst} already exists (pass --overwrite / overwrite=True to replace it)")
+        raise DataError("already exists (pass --overwrite / overwrite=True to replace it)", subject=dst)
     batch.validate()
     spaces_inferred = observation_space is None or action_space is None
     if observation_space is None:

@@ -52,5 +52,12 @@ def read_source(path: str | Path) -> SourceRead:
                 continue  # reader not part of this build
             raise
         if module.sniff(path):
-            return module.read(path)
+            try:
+                return module.read(path)
+            except DataError:
+                raise
+            except MemoryError:
+                raise DataError("not enough memory to read this file") from None
+            except Exception as exc:  # a corrupted file must give one line, not a traceback
+                raise DataError(f"corrupted or unreadable {name} data ({type(exc).__name__}: {exc})") from None
     raise DataError("unknown format (not an ildata store, imitation pickle/npz/HF directory, Minari dataset or d3rlpy h5 file)")
