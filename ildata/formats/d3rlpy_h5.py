@@ -1,0 +1,372 @@
+"""d3rlpy datasets: its h5 dump format (`ReplayBuffer.dump`, version 2.1), read and written.
+
+d3rlpy keeps, per episode, `observations_i` (T rows, one per action: no final observation),
+`actions_i` (2-D), `rewards_i` (T, 1) and a scalar `terminated_i`; tuple observations are
+`observations_i_j`. Its transition picker uses all T steps of a terminated episode (with a zero
+next observation) but only T-1 of any other episode, whose last observation serves as the
+final next observation.
+
+Writing (lossless; extra `ildata/...` datasets, which d3rlpy ignores, carry what it cannot hold):
+- a terminated episode becomes T rows with `terminated=True` (terminal wins when gymnasium also
+  reported truncation); its final observation goes to `ildata/final_observations`;
+- any other episode becomes T+1 rows: its real final observation plus one padding step (its
+  last action repeated, reward 0), so d3rlpy samples exactly its T real transitions.
+Reading a dump written elsewhere (no `ildata/` group) recovers what d3rlpy itself uses:
+- time-out episodes: the last step is dropped (its next observation was never stored, and d3rlpy
+  never samples it) and its observation becomes the final one;
+- terminated episodes: the final observation is unknown and is set to zeros, as d3rlpy's own
+  transition picker does.
+d3rlpy stores dtypes as given (it casts to float32 only when sampling), so they round-trip; infos
+have no place in the format and are not written.
+
+Files are read and written with h5py directly (the layout is four datasets per episode): going
+through `d3rlpy.dataset.io` would import torch and d3rlpy into the data layer for no gain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ildata.episode import DataError, EpisodeBatch, flatten_obs, unflatten_obs
+from ildata.formats import SourceRead
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+DATASET_VERSION = "2.1"  # d3rlpy.dataset.io.DATASET_VERSION
+COLUMNS = ("observations", "actions", "rewards", "terminated")
+ILDATA = "ildata"  # group of extra datasets d3rlpy does not read
+
+
+# --------------------------------------------------------------------------- ildata -> d3rlpy
+
+
+@dataclass
+class D3rlpyArrays:
+    """Episodes laid out as d3rlpy wants them, all episodes concatenated (see module docstring).
+
+    `observations` is one array per observation leaf (d3rlpy's tuple observations for Dict/Tuple
+    spaces, in `keys` order); `terminals`/`timeouts` are the flags `d3rlpy.dataset.MDPDataset`
+    takes; `sizes` the rows of each d3rlpy episode; `padded` whether it ends with a padding step.
+    """
+
+    keys: list[str]
+    observations: list[np.ndarray]
+    actions: np.ndarray  # 2-D
+    rewards: np.ndarray  # (N, 1)
+    terminals: np.ndarray  # float32 (N,)
+    timeouts: np.ndarray  # float32 (N,)
+    sizes: np.ndarray
+    terminated: np.ndarray  # per episode
+    padded: np.ndarray  # per episode
+    final_observations: list[np.ndarray]  # final observation of each terminated episode, per leaf
+
+
+def to_d3rlpy_arrays(batch: EpisodeBatch) -> D3rlpyArrays:
+    """EpisodeBatch -> d3rlpy's step-aligned arrays, one observation per action (vectorised)."""
+    lengths = batch.lengths
+    terminated = batch.terminated.copy()
+    padded = ~terminated
+    ends = np.cumsum(lengths + 1)  # one past each episode's final observation
+    starts = ends - lengths - 1
+    is_final = np.zeros(int(ends[-1]), dtype=bool)
+    is_final[ends - 1] = True
+    keep = ~(is_final & np.repeat(terminated, lengths + 1))  # drop finals of terminated episodes
+    # Step of each observation row: its own, or the episode's last one for the final row.
+    position = np.arange(int(ends[-1])) - np.repeat(starts, lengths + 1)
+    step = np.repeat(np.cumsum(lengths) - lengths, lengths + 1) + np.minimum(position, np.repeat(lengths - 1, lengths + 1))
+    step_rows = step[keep]
+    pad_rows = is_final[keep]
+    flat = flatten_obs(batch.obs)
+    actions = batch.acts[step_rows]
+    actions = actions.reshape(len(actions), -1) if actions.ndim != 2 else actions
+    rews = batch.rews if batch.rews is not None else np.zeros(batch.num_transitions, dtype=np.float32)
+    rewards = np.where(pad_rows, np.zeros((), dtype=rews.dtype), rews[step_rows]).astype(rews.dtype).reshape(-1, 1)
+    sizes = lengths + padded.astype(np.int64)
+    last = np.cumsum(sizes) - 1
+    terminals = np.zeros(len(step_rows), dtype=np.float32)
+    timeouts = np.zeros(len(step_rows), dtype=np.float32)
+    terminals[last[terminated]] = 1.0
+    timeouts[last[padded]] = 1.0
+    finals = (ends - 1)[terminated]
+    return D3rlpyArrays(
+        keys=list(flat),
+        observations=[v[keep] for v in flat.values()],
+        actions=actions,
+        rewards=rewards,
+        terminals=terminals,
+        timeouts=timeouts,
+        sizes=sizes,
+        terminated=terminated,
+        padded=padded,
+        final_observations=[v[finals] for v in flat.values()],
+    )
+
+
+def write(ds: Any, dst: Path) -> list[str]:
+    """Write a TrajectoryDataset as a d3rlpy h5 dump at `dst` (atomically); returns notes."""
+    from ildata.spaces import space_to_dict
+
+    dst = Path(dst)
+    if dst.exists():
+        raise DataError(f"{dst} already exists")
+    batch: EpisodeBatch = ds.to_batch()
+    arrays = to_d3rlpy_arrays(batch)
+    notes: list[str] = []
+    if batch.infos is not None:
+        notes.append("infos are not written: d3rlpy's format has no place for them")
+    if (batch.terminated & batch.truncated).any():
+        notes.append("episodes both terminated and truncated are d3rlpy terminals (it allows one flag)")
+    if not batch.termination_known.all():
+        notes.append("some episodes do not know termination from time-limit truncation: written as d3rlpy terminals")
+    if batch.rews is None:
+        notes.append("the dataset has no rewards; d3rlpy requires them, so zeros were written")
+    meta = {
+        "format_version": 1,
+        "observation_keys": None if arrays.keys == [""] else arrays.keys,
+        "action_shape": list(batch.acts.shape[1:]),
+        "has_rewards": batch.rews is not None,
+        "observation_space": space_to_dict(ds.observation_space),
+        "action_space": space_to_dict(ds.action_space),
+        "env_id": getattr(ds, "env_id", None),
+    }
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        _write_h5(tmp, arrays, batch, meta)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return notes
+
+
+def _write_h5(path: Path, arrays: D3rlpyArrays, batch: EpisodeBatch, meta: dict[str, Any]) -> None:
+    import h5py
+
+    bounds = np.concatenate([[0], np.cumsum(arrays.sizes)])
+    tuple_obs = meta["observation_keys"] is not None
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("columns", data=list(COLUMNS))
+        h5.create_dataset("num_episodes", data=len(arrays.sizes))
+        # The format is one dataset per episode and column: the loop is over episodes only.
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if tuple_obs:
+                for j, obs in enumerate(arrays.observations):
+                    h5.create_dataset(f"observations_{i}_{j}", data=obs[a:b])
+            else:
+                h5.create_dataset(f"observations_{i}", data=arrays.observations[0][a:b])
+            h5.create_dataset(f"actions_{i}", data=arrays.actions[a:b])
+            h5.create_dataset(f"rewards_{i}", data=arrays.rewards[a:b])
+            h5.create_dataset(f"terminated_{i}", data=bool(arrays.terminated[i]))
+        h5.create_dataset("version", data=DATASET_VERSION)
+        extra = h5.create_group(ILDATA)
+        extra.attrs["meta"] = json.dumps(meta)
+        extra.create_dataset("padded", data=arrays.padded)
+        extra.create_dataset("truncated", data=batch.truncated)
+        extra.create_dataset("termination_known", data=batch.termination_known)
+        if batch.seeds is not None:
+            extra.create_dataset("seeds", data=batch.seeds)
+        for j, final in enumerate(arrays.final_observations):
+            extra.create_dataset(f"final_observations_{j}", data=final)
+
+
+# --------------------------------------------------------------------------- d3rlpy -> ildata
+
+
+def sniff(path: Path) -> bool:
+    """An HDF5 file holding d3rlpy's `columns`, `num_episodes` and `version` datasets."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        if f.read(8) != HDF5_SIGNATURE:
+            return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return all(k in h5 for k in ("columns", "num_episodes", "version"))
+    except OSError:
+        return False
+
+
+def read(path: Path) -> SourceRead:
+    """Read a d3rlpy h5 dump (episodes recovered as described in the module docstring)."""
+    import h5py
+
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"not a readable HDF5 file ({exc})") from exc
+    with h5:
+        version = _text(h5["version"][()])
+        if version != DATASET_VERSION:
+            raise DataError(f"d3rlpy dataset version {version} is not supported (expected {DATASET_VERSION})")
+        columns = [_text(c) for c in h5["columns"][()]]
+        missing = [c for c in COLUMNS if c not in columns]
+        if missing:
+            raise DataError(f"d3rlpy dump has no {missing[0]!r} column")
+        n_episodes = int(h5["num_episodes"][()])
+        if n_episodes < 1:
+            raise DataError("d3rlpy dump has no episodes")
+        episodes = [_read_episode(h5, i) for i in range(n_episodes)]
+        extra = h5.get(ILDATA)
+        if isinstance(extra, h5py.Group) and "meta" in extra.attrs:
+            return _read_ildata(episodes, extra)
+        return _read_foreign(episodes)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class _D3Episode:
+    observations: list[np.ndarray]
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: bool
+
+
+def _read_episode(h5: Any, i: int) -> _D3Episode:
+    if f"observations_{i}" in h5:
+        observations = [h5[f"observations_{i}"][()]]
+    else:
+        observations = []
+        while f"observations_{i}_{len(observations)}" in h5:
+            observations.append(h5[f"observations_{i}_{len(observations)}"][()])
+        if not observations:
+            raise DataError(f"episode {i} has no observations")
+    for key in (f"actions_{i}", f"rewards_{i}", f"terminated_{i}"):
+        if key not in h5:
+            raise DataError(f"d3rlpy dump has no {key}")
+    episode = _D3Episode(observations, h5[f"actions_{i}"][()], h5[f"rewards_{i}"][()], bool(h5[f"terminated_{i}"][()]))
+    n = len(episode.actions)
+    if any(len(o) != n for o in observations) or len(episode.rewards) != n:
+        raise DataError(f"episode {i}: observations, actions and rewards have different lengths")
+    return episode
+
+
+def _concat(episodes: list[_D3Episode], field: str) -> Any:
+    if field == "observations":
+        width = {len(e.observations) for e in episodes}
+        if len(width) != 1:
+            raise DataError("episodes have different numbers of observation arrays")
+        return [np.concatenate([e.observations[j] for e in episodes]) for j in range(width.pop())]
+    return np.concatenate([getattr(e, field) for e in episodes])
+
+
+def _read_ildata(episodes: list[_D3Episode], extra: Any) -> SourceRead:
+    """A dump ildata wrote: undo the padding and restore final observations exactly."""
+    from ildata.spaces import space_from_dict
+
+    meta = json.loads(extra.attrs["meta"])
+    padded = extra["padded"][()].astype(bool)
+    terminated = np.array([e.terminated for e in episodes])
+    if len(padded) != len(episodes) or (padded == terminated).any():
+        raise DataError("ildata's episode table in the dump does not match its episodes")
+    sizes = np.array([len(e.actions) for e in episodes])
+    lengths = sizes - padded
+    obs_rows = _concat(episodes, "observations")
+    finals = [extra[f"final_observations_{j}"][()] for j in range(len(obs_rows))]
+    # Terminated episodes get their stored final observation appended after their T rows.
+    n_obs = int(lengths.sum() + len(lengths))
+    ends = np.cumsum(lengths + 1)
+    final_rows = (ends - 1)[terminated]
+    from_d3 = np.ones(n_obs, dtype=bool)
+    from_d3[final_rows] = False
+    obs = []
+    for rows, final in zip(obs_rows, finals):
+        out = np.empty((n_obs, *rows.shape[1:]), dtype=rows.dtype)
+        out[from_d3] = rows
+        out[final_rows] = final
+        obs.append(out)
+    step = np.ones(int(sizes.sum()), dtype=bool)
+    step[(np.cumsum(sizes) - 1)[padded]] = False  # drop padding steps
+    actions = _concat(episodes, "actions")[step]
+    actions = actions.reshape(len(actions), *meta["action_shape"])
+    rewards = _concat(episodes, "rewards")[step].reshape(-1)
+    keys = meta["observation_keys"] or [""]
+    batch = EpisodeBatch(
+        obs=unflatten_obs(dict(zip(keys, obs))),
+        acts=actions,
+        lengths=lengths,
+        terminated=terminated,
+        truncated=extra["truncated"][()],
+        termination_known=extra["termination_known"][()],
+        rews=rewards if meta["has_rewards"] else None,
+        seeds=extra["seeds"][()] if "seeds" in extra else None,
+    )
+    return SourceRead(
+        batch=batch,
+        format="d3rlpy-h5",
+        observation_space=space_from_dict(meta["observation_space"]),
+        action_space=space_from_dict(meta["action_space"]),
+        env_id=meta.get("env_id"),
+        notes=["written by ildata: restored exactly"],
+    )
+
+
+def _read_foreign(episodes: list[_D3Episode]) -> SourceRead:
+    """A dump from d3rlpy itself: recover what it stores (see the module docstring)."""
+    notes: list[str] = []
+    sizes = np.array([len(e.actions) for e in episodes])
+    terminated = np.array([e.terminated for e in episodes])
+    # A time-out episode of N rows holds N-1 usable steps; one of 1 row holds none.
+    usable = np.where(terminated, sizes, sizes - 1)
+    if (usable < 1).any():
+        dropped = int((usable < 1).sum())
+        notes.append(f"{dropped} time-out episode(s) of a single step dropped: d3rlpy keeps no observation after it")
+        episodes = [e for e, u in zip(episodes, usable) if u >= 1]
+        if not episodes:
+            raise DataError("no episode has a usable step")
+        sizes, terminated, usable = sizes[usable >= 1], terminated[usable >= 1], usable[usable >= 1]
+    n_timeout = int((~terminated).sum())
+    if n_timeout:
+        notes.append(
+            f"{n_timeout} time-out episode(s): d3rlpy does not store the observation after their last "
+            "action, so that step was dropped and its observation kept as the final one (as d3rlpy samples them)"
+        )
+    if terminated.any():
+        notes.append(
+            f"{int(terminated.sum())} terminated episode(s): d3rlpy does not store the final observation; "
+            "zeros stand in for it, as in d3rlpy's own transitions"
+        )
+    obs_rows = _concat(episodes, "observations")
+    # Observation rows: d3rlpy's rows, plus a zero row after every terminated episode.
+    n_obs = int(usable.sum() + len(usable))
+    ends = np.cumsum(usable + 1)
+    zero_rows = (ends - 1)[terminated]
+    from_d3 = np.ones(n_obs, dtype=bool)
+    from_d3[zero_rows] = False
+    obs = []
+    for rows in obs_rows:
+        out = np.zeros((n_obs, *rows.shape[1:]), dtype=rows.dtype)
+        out[from_d3] = rows
+        obs.append(out)
+    step = np.ones(int(sizes.sum()), dtype=bool)
+    step[(np.cumsum(sizes) - 1)[~terminated]] = False
+    actions = _concat(episodes, "actions")[step]
+    if actions.ndim == 2 and actions.shape[1] == 1 and np.issubdtype(actions.dtype, np.integer):
+        actions = actions[:, 0]  # d3rlpy's (N, 1) discrete actions
+    rewards = _concat(episodes, "rewards")[step].reshape(len(actions), -1)
+    if rewards.shape[1] != 1:
+        raise DataError(f"rewards have {rewards.shape[1]} values per step (expected 1)")
+    keys = [""] if len(obs) == 1 else [str(j) for j in range(len(obs))]
+    batch = EpisodeBatch(
+        obs=unflatten_obs(dict(zip(keys, obs))),
+        acts=actions,
+        lengths=usable,
+        terminated=terminated,
+        truncated=~terminated,
+        termination_known=np.ones(len(usable), dtype=bool),
+        rews=rewards[:, 0],
+    )
+    return SourceRead(batch=batch, format="d3rlpy-h5", notes=notes)
