@@ -255,7 +255,7 @@ def _git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _store_files(root: Path, info: dict[str, Any]) -> list[str]:
+def _store_files(info: dict[str, Any]) -> list[str]:
     """The files that make up a store, relative to its root (data shards first, metadata last)."""
     return [*info["data_files"], EPISODES_FILE, STATS_FILE, INFO_FILE]
 
@@ -297,8 +297,6 @@ def push(
 
     root = Path(path)
     ds = load(root)
-    if ds.is_subset:  # pragma: no cover - load() never returns a subset
-        raise DataError("cannot push a subset; save it first")
     fingerprint, hashes = compute_fingerprint(root)
     if fingerprint != ds.fingerprint:
         raise DataError(f"{root}: files do not match the fingerprint in {INFO_FILE} (modified after writing?)")
@@ -320,7 +318,7 @@ def push(
             if hasattr(f, "blob_id")
         }
 
-        files = _store_files(root, ds.info)
+        files = _store_files(ds.info)
         sizes = {f: (root / f).stat().st_size for f in files}
         card = dataset_card(ds, repo_id, license=license, tags=tags).encode()
 
@@ -334,8 +332,8 @@ def push(
             return sizes[rel] < (10 << 20) and remote[rel] == _git_blob_sha1((root / rel).read_bytes())
 
         result = PushResult(repo_id, branch, commit="", url="")
-        data = [f for f in ds.info["data_files"] if not unchanged(f)]
-        result.skipped = [f for f in files if f not in data and unchanged(f)]
+        result.skipped = [f for f in files if unchanged(f)]
+        data = [f for f in ds.info["data_files"] if f not in result.skipped]
         summary = message or f"Upload {FORMAT_NAME} dataset ({len(ds)} episodes, {ds.num_transitions} transitions)"
         batches = _batches(data, sizes)
         for i, batch in enumerate(batches):
@@ -505,7 +503,7 @@ def pull(ref: str, dst: str | Path, *, revision: str | None = None, overwrite: b
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:
-        for rel in _store_files(source, info):
+        for rel in _store_files(info):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / rel, tmp / rel)  # follows the cache's symlinks
         _replace_dir(tmp, dst)

@@ -228,7 +228,7 @@ class HubServer:
         self._storage = self._make_server(lambda h, method, seg, body: seg[:1] == ["lfs"] and self._route_lfs_storage(h, method, seg[1:], body))
         self._storage.log = self._httpd.log
         self._storage.unhandled = self._httpd.unhandled
-        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (self._httpd, self._storage)]
+        self._threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True) for s in (self._httpd, self._storage)]
         # Simulate an interrupted push: commit requests with these 1-based numbers answer 500.
         self.fail_commits: set[int] = set()
         self.commit_requests = 0
