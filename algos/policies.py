@@ -1,0 +1,300 @@
+"""Policies as plain callables obs -> action, loaded from a run folder, an SB3 zip or `random`.
+
+Every policy acts on a batch (leading axis) and, called with one observation, on that one.
+A run folder keeps its policy under `policy/`: `policy.json` says which loader rebuilds it
+(`kind`, see `POLICY_LOADERS`) plus the spaces; weights sit beside it as torch state dicts
+(loaded with `weights_only=True`) or .npy arrays, never pickles.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from algos.base import quiet_import
+from ildata.collect import RandomPolicy, make_env, returns_summary, rollout
+from ildata.episode import DataError, Obs, flatten_obs
+from ildata.spaces import space_from_dict, space_to_dict
+
+POLICY_FILE = "policy.json"
+
+# policy.json "kind" -> "module:function(policy_dir: Path, meta: dict) -> Policy".
+# Algorithms that save another kind of policy add a line here.
+POLICY_LOADERS: dict[str, str] = {
+    "mlp": "algos.bc:load_mlp_policy",
+    "d3rlpy": "algos.bc:load_d3rlpy_policy",
+    "sb3": "algos.policies:_load_sb3_dir",
+    "tabular": "algos.mce_irl:load_tabular_policy",
+}
+
+
+class Policy:
+    """Base class: `act(obs_batch) -> actions`; calling it also accepts a single observation."""
+
+    def __init__(self, observation_space: Any, action_space: Any, deterministic: bool = True) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.deterministic = deterministic
+
+    def act(self, obs: Obs) -> np.ndarray:
+        raise NotImplementedError
+
+    def _is_single(self, obs: Obs) -> bool:
+        from algos.sampler import space_leaves
+
+        key, leaf = space_leaves(self.observation_space)[0]
+        value = np.asarray(flatten_obs(obs)[key])
+        return value.ndim == len(leaf.shape)
+
+    def __call__(self, obs: Obs) -> np.ndarray:
+        if self._is_single(obs):
+            batched = {k: np.asarray(v)[None] for k, v in flatten_obs(obs).items()}
+            return self.act(batched if set(batched) != {""} else batched[""])[0]
+        return self.act(obs)
+
+
+class Random(Policy):
+    """Uniform random actions (seeded)."""
+
+    def __init__(self, observation_space: Any, action_space: Any, seed: int = 0) -> None:
+        super().__init__(observation_space, action_space, deterministic=False)
+        self._sample = RandomPolicy(action_space, seed)
+
+    def act(self, obs: Obs) -> np.ndarray:
+        return self._sample(obs)
+
+
+class SB3Policy(Policy):
+    """A stable-baselines3 model's `predict`."""
+
+    def __init__(self, model: Any, deterministic: bool = True) -> None:
+        super().__init__(model.observation_space, model.action_space, deterministic)
+        self.model = model
+
+    def act(self, obs: Obs) -> np.ndarray:
+        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        return np.asarray(action)
+
+
+# ----------------------------------------------------------------------------- SB3 zips
+
+# `policy_class.__module__` in an SB3 zip -> algorithm classes using policies from that module.
+_SB3_ALGOS: dict[str, tuple[str, ...]] = {
+    "stable_baselines3.common.policies": ("PPO", "A2C"),
+    "stable_baselines3.ppo.policies": ("PPO",),
+    "stable_baselines3.sac.policies": ("SAC",),
+    "stable_baselines3.td3.policies": ("TD3",),
+    "stable_baselines3.dqn.policies": ("DQN",),
+}
+
+
+def _sb3_policy_class(entry: dict[str, Any]) -> tuple[str, type]:
+    """The allow-listed policy class an SB3 zip names, without unpickling it."""
+    stable_baselines3 = quiet_import("stable_baselines3")
+
+    module_name = entry.get("__module__", "")
+    init = str(entry.get("__init__", ""))  # "<function ActorCriticPolicy.__init__ at 0x...>"
+    class_name = init.split()[1].split(".")[0] if init.startswith("<function ") else ""
+    if module_name not in _SB3_ALGOS or not class_name:
+        raise DataError(f"policy class {module_name}.{class_name} is not a stable-baselines3 policy")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise DataError(f"policy class {module_name}.{class_name} not found in stable-baselines3 {stable_baselines3.__version__}")
+    return module_name, cls
+
+
+def _check_space_entry(name: str, entry: dict[str, Any], space: Any) -> None:
+    """Compare the readable fields SB3 stores beside a pickled space with the env's space."""
+    shape = entry.get("_shape")
+    if isinstance(shape, str):  # older SB3 versions store the repr: "[4]", "(4,)"
+        shape = [int(d) for d in re.findall(r"\d+", shape)]
+    if shape is not None and list(shape) != list(space.shape):
+        raise DataError(f"{name}: model was trained on shape {shape}, env has {list(space.shape)}")
+    if "n" in entry and str(getattr(space, "n", None)) != str(entry["n"]):
+        raise DataError(f"{name}: model was trained on n={entry['n']}, env has {getattr(space, 'n', None)}")
+
+
+def load_sb3(path: str | Path, env_id: str, deterministic: bool = True) -> SB3Policy:
+    """Load an SB3 zip without unpickling anything in it.
+
+    SB3 stores spaces, schedules and the policy class as cloudpickle blobs; unpickling them
+    would run code from the file. Every such entry is replaced through `custom_objects`:
+    spaces come from `env_id` (checked against the readable shape SB3 stores beside them), the
+    policy class from an allow-list, schedules by constants (they only matter for training).
+    The weights load through `torch.load(weights_only=True)` inside SB3.
+    """
+    stable_baselines3 = quiet_import("stable_baselines3")
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            data = json.loads(zf.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a stable-baselines3 zip ({exc})") from None
+    env = make_env(env_id)
+    observation_space, action_space = env.observation_space, env.action_space
+    env.close()
+    module_name, policy_class = _sb3_policy_class(data.get("policy_class", {}))
+    custom: dict[str, Any] = {}
+    for key, entry in data.items():
+        if isinstance(entry, dict) and ":serialized:" in entry:
+            custom[key] = None
+    _check_space_entry("observation_space", data.get("observation_space", {}), observation_space)
+    _check_space_entry("action_space", data.get("action_space", {}), action_space)
+    custom.update(
+        policy_class=policy_class,
+        observation_space=observation_space,
+        action_space=action_space,
+        learning_rate=0.0,
+        lr_schedule=lambda _: 0.0,
+        clip_range=0.2,
+        exploration_schedule=lambda _: 0.0,
+    )
+    candidates = _SB3_ALGOS[module_name]
+    if len(candidates) > 1:  # PPO and A2C share policies; only PPO saves a clip range
+        candidates = ("PPO",) if "clip_range" in data else ("A2C",)
+    algo = getattr(stable_baselines3, candidates[0])
+    model = algo.load(path, custom_objects=custom, device="cpu")
+    return SB3Policy(model, deterministic)
+
+
+def _load_sb3_dir(policy_dir: Path, meta: dict[str, Any]) -> Policy:
+    """A run folder whose policy is an SB3 model (written by the RL expert trainer)."""
+    return load_sb3(policy_dir / meta["file"], meta["env_id"], meta.get("deterministic", True))
+
+
+# ----------------------------------------------------------------------------- run folders
+
+
+def write_policy_meta(policy_dir: Path, kind: str, observation_space: Any, action_space: Any, **fields: Any) -> None:
+    """Write `policy.json`: the loader kind, both spaces and whatever the loader needs."""
+    policy_dir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "kind": kind,
+        "observation_space": space_to_dict(observation_space),
+        "action_space": space_to_dict(action_space),
+        **fields,
+    }
+    (policy_dir / POLICY_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def read_policy_meta(policy_dir: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((policy_dir / POLICY_FILE).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{policy_dir}: no {POLICY_FILE} (not an ildata policy folder)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{policy_dir / POLICY_FILE}: invalid JSON ({exc})") from None
+    if meta.get("kind") not in POLICY_LOADERS:
+        raise DataError(f"{policy_dir / POLICY_FILE}: unknown policy kind {meta.get('kind')!r} (known: {sorted(POLICY_LOADERS)})")
+    meta["observation_space"] = space_from_dict(meta["observation_space"])
+    meta["action_space"] = space_from_dict(meta["action_space"])
+    return meta
+
+
+def _policy_dir(path: Path) -> Path:
+    return path / "policy" if (path / "policy" / POLICY_FILE).exists() else path
+
+
+def load_policy(spec: str | Path, *, env_id: str | None = None, deterministic: bool = True, seed: int = 0) -> Policy:
+    """`random`, an SB3 zip (needs `env_id` for its spaces), a run folder or its `policy/`."""
+    if str(spec) == "random":
+        if env_id is None:
+            raise DataError("the random policy needs an env (--env)")
+        env = make_env(env_id)
+        try:
+            return Random(env.observation_space, env.action_space, seed=seed)
+        finally:
+            env.close()
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"{path}: no such policy (give a run folder, an SB3 zip or 'random')")
+    if path.is_file():
+        if env_id is None:
+            raise DataError(f"{path}: an SB3 zip needs an env (--env) for its spaces")
+        return load_sb3(path, env_id, deterministic)
+    policy_dir = _policy_dir(path)
+    meta = read_policy_meta(policy_dir)
+    if env_id is not None:
+        check_env_spaces(meta["observation_space"], meta["action_space"], env_id, what="env")
+    module_name, func = POLICY_LOADERS[meta["kind"]].split(":")
+    policy = getattr(importlib.import_module(module_name), func)(policy_dir, meta)
+    policy.deterministic = deterministic
+    return policy
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def check_env_spaces(observation_space: Any, action_space: Any, env_id: str, what: str = "env") -> None:
+    """DataError naming `what` when `env_id`'s spaces differ from the data's or policy's."""
+    env = make_env(env_id)
+    try:
+        env_obs, env_act = env.observation_space, env.action_space
+    finally:
+        env.close()
+    for name, mine, theirs in (("observation", observation_space, env_obs), ("action", action_space, env_act)):
+        if space_to_dict(mine) != space_to_dict(theirs) and not _compatible(mine, theirs):
+            raise DataError(f"{what}: {env_id} has {name} space {theirs}, expected {mine}")
+
+
+def _compatible(a: Any, b: Any) -> bool:
+    """Same type and shape (bounds may differ, e.g. seals' CartPole vs CartPole-v1)."""
+    return type(a) is type(b) and a.shape == b.shape and getattr(a, "n", None) == getattr(b, "n", None)
+
+
+def evaluate(
+    policy: Callable[[Any], np.ndarray], env_id: str, episodes: int, seed: int = 0, num_envs: int = 8
+) -> dict[str, Any]:
+    """Mean/std return of `policy` over `episodes` seeded episodes (seeds seed .. seed+episodes-1)."""
+    eps = rollout(policy, env_id, episodes, seed=seed, num_envs=num_envs)
+    summary: dict[str, Any] = returns_summary(eps)
+    summary["returns"] = [float(np.sum(ep.rews)) for ep in eps]
+    summary["env_id"] = env_id
+    summary["seed"] = seed
+    return summary
+
+
+def normalized_score(mean_return: float, random_return: float | None, expert_return: float | None) -> float | None:
+    """(mean - random) / (expert - random): 0 is the random policy, 1 the expert."""
+    if random_return is None or expert_return is None or math.isclose(expert_return, random_return):
+        return None
+    return (mean_return - random_return) / (expert_return - random_return)
+
+
+def reference_returns(dataset: Any) -> dict[str, float | None]:
+    """The expert and random mean returns a dataset records (collected data), else what it implies."""
+    collection = dataset.info.get("collection") or {}
+    expert = collection.get("expert_mean_return")
+    if expert is None and dataset.returns is not None:
+        expert = float(np.mean(dataset.returns))
+    return {"expert_return": expert, "random_return": collection.get("random_mean_return")}
+
+
+def score_report(result: dict[str, Any], expert_return: float | None, random_return: float | None) -> dict[str, Any]:
+    """`evaluate`'s summary plus the reference returns and the normalised score."""
+    return {
+        **result,
+        "expert_return": expert_return,
+        "random_return": random_return,
+        "normalized_score": normalized_score(result["mean"], random_return, expert_return),
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """One human line for `ildata eval` / `ildata train`."""
+    line = f"{report['env_id']}: return {report['mean']:.2f} ± {report['std']:.2f} over {report['n']} episodes"
+    if report.get("normalized_score") is not None:
+        line += (
+            f", normalised score {report['normalized_score']:.3f}"
+            f" (random {report['random_return']:.2f}, expert {report['expert_return']:.2f})"
+        )
+    return line

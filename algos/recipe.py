@@ -1,0 +1,223 @@
+"""Recipe YAML -> typed dataclasses, strictly: an unknown key or a wrong type is an error naming it.
+
+A recipe is one file a researcher can rerun:
+
+    name: bc-cartpole
+    algo: bc                       # a name in algos.base.ALGORITHMS
+    dataset: ../datasets/cartpole-expert   # relative to the recipe file
+    env: CartPole-v1               # evaluation env (default: the dataset's env_id)
+    seed: 0
+    threads: 1                     # torch threads (set explicitly, see FIELD-NOTES)
+    config: {...}                  # exactly the fields of ALGORITHMS[algo].Config
+    eval: {episodes: 20, seed: 100000}
+
+Checked before anything trains, so a typo costs a second, not a training run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+from ildata.episode import DataError
+
+
+@dataclass
+class EvalConfig:
+    """Final evaluation: `episodes` rollouts reset with seeds `seed`, `seed + 1`, ..."""
+
+    episodes: int = 20
+    seed: int = 100_000  # far from the seeds collection used, so evaluation states are new
+    num_envs: int = 8
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise DataError("episodes: must be at least 1")
+
+
+@dataclass
+class Recipe:
+    """A parsed recipe; `config` is an instance of the algorithm's `Config` dataclass."""
+
+    algo: str
+    config: Any
+    name: str = ""
+    dataset: str | None = None
+    env: str | None = None
+    seed: int = 0
+    threads: int = 1
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Where the recipe file lives: relative dataset paths resolve against it. Not a YAML key.
+    base_dir: Path = field(default=Path("."), metadata={"yaml": False})
+
+    def dataset_path(self) -> Path | None:
+        if self.dataset is None:
+            return None
+        path = Path(self.dataset).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved recipe as plain YAML-able data (written to the run folder)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("yaml", True)}
+        out["config"] = _plain(self.config)
+        out["eval"] = _plain(self.eval)
+        if self.dataset is not None:
+            out["dataset"] = str(self.dataset_path())
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against a type hint (converting lists to tuples and ints to floats)."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                return coerce(value, option, key)
+            except DataError as exc:
+                errors.append(exc)
+        raise DataError(f"{key}: expected {_type_name(hint)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(repr(c) for c in typing.get_args(hint))
+            raise DataError(f"{key}: must be one of {choices}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise DataError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        items = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise DataError(f"{key}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint) or (str, Any)
+        return {str(k): coerce(v, item, f"{key}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is not None:
+            raise DataError(f"{key}: expected null, got {value!r}")
+        return None
+    if dataclasses.is_dataclass(hint):
+        return build_dataclass(hint, value, key)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
+        raise DataError(f"{key}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def build_dataclass(cls: type, data: Any, prefix: str = "") -> Any:
+    """`cls(**data)` with every key known and every value of its declared type."""
+    where = prefix or "recipe"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise DataError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("yaml", True)}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise DataError(f"{prefix + '.' if prefix else ''}{key}: unknown key (known: {known})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = coerce(value, hints[name], f"{prefix + '.' if prefix else ''}{name}")
+    missing = [
+        name for name, f in fields.items()
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise DataError(f"{prefix + '.' if prefix else ''}{missing[0]}: required key is missing")
+    try:
+        return cls(**kwargs)
+    except DataError as exc:  # a Config's own range checks name the bare field: prefix it
+        raise DataError(f"{prefix + '.' if prefix else ''}{exc}") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`--set a.b=value`: value parsed as YAML (so `3`, `1e-3`, `[64, 64]`, `true` get types)."""
+    import yaml
+
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise DataError(f"--set {item}: expected key=value")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise DataError(f"--set {key}: {part} is not a mapping")
+            node = child
+        node[leaf] = yaml.safe_load(text) if text else None
+    return data
+
+
+def parse_recipe(data: Any, *, base_dir: Path = Path("."), overrides: list[str] = ()) -> Recipe:
+    """A loaded YAML mapping (plus `--set` overrides) -> `Recipe`; DataError names the bad key."""
+    from algos.base import algorithms
+
+    if not isinstance(data, Mapping):
+        raise DataError("a recipe must be a YAML mapping")
+    data = apply_overrides(dict(data), list(overrides))
+    registry = algorithms()
+    algo = data.get("algo")
+    if algo is None:
+        raise DataError("algo: required key is missing")
+    if algo not in registry:
+        raise DataError(f"algo: unknown algorithm {algo!r} (known: {', '.join(sorted(registry))})")
+    top = dict(data)
+    config = build_dataclass(registry[algo].Config, top.pop("config", None), "config")
+    hints = typing.get_type_hints(Recipe)
+    known = {f.name for f in dataclasses.fields(Recipe) if f.metadata.get("yaml", True)}
+    for key in top:
+        if key not in known:
+            raise DataError(f"{key}: unknown key (known: {', '.join(sorted(known))})")
+    kwargs: dict[str, Any] = {"config": config, "base_dir": base_dir}
+    for key, value in top.items():
+        if key == "eval":
+            kwargs[key] = build_dataclass(EvalConfig, value, "eval")
+        else:
+            kwargs[key] = coerce(value, hints[key], key)
+    recipe = Recipe(**kwargs)
+    if registry[algo].needs_dataset and recipe.dataset is None:
+        raise DataError(f"dataset: required for algo {algo}")
+    if recipe.threads < 1:
+        raise DataError("threads: must be at least 1")
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read and check a recipe file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise DataError("no such recipe file") from None
+    except yaml.YAMLError as exc:
+        raise DataError(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_recipe(data, base_dir=path.resolve().parent, overrides=overrides)

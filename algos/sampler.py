@@ -1,0 +1,139 @@
+"""Minibatches gathered straight from a store's memory-mapped transition arrays.
+
+One numpy fancy-index per column per batch and one `torch.from_numpy`: no per-sample Python
+and no HF formatter (FIELD-NOTES: `with_format("torch")` took 5.3 ms for a batch of 256 rows,
+numpy fancy indexing on the Arrow view 0.02 ms). Observations of any space become one float32
+feature matrix: Box flattened, Discrete one-hot, Dict/Tuple leaves concatenated in key order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ildata.episode import DataError, Obs, flatten_obs
+
+
+def space_leaves(space: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(flattened key, leaf space) pairs in the order `flatten_obs` names them."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Dict):
+        items = list(space.spaces.items())
+    elif isinstance(space, spaces.Tuple):
+        items = [(str(i), s) for i, s in enumerate(space.spaces)]
+    else:
+        return [(prefix, space)]
+    out: list[tuple[str, Any]] = []
+    for key, sub in items:
+        out.extend(space_leaves(sub, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _leaf_dim(space: Any) -> int:
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, (spaces.Box, spaces.MultiBinary)):
+        return int(np.prod(space.shape, dtype=np.int64))
+    if isinstance(space, spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    raise DataError(f"observation space {space} is not supported (Box, Discrete, MultiBinary, MultiDiscrete, Dict, Tuple)")
+
+
+def feature_dim(space: Any) -> int:
+    """Width of the feature matrix `obs_features` makes for `space`."""
+    return sum(_leaf_dim(leaf) for _, leaf in space_leaves(space))
+
+
+def _one_hot(values: np.ndarray, n: int, start: int = 0) -> np.ndarray:
+    out = np.zeros((values.shape[0], n), dtype=np.float32)
+    out[np.arange(values.shape[0]), values.astype(np.int64) - start] = 1.0
+    return out
+
+
+def obs_features(obs: Obs, space: Any) -> np.ndarray:
+    """A batch of observations (array or dict of arrays, leading batch axis) -> float32 (B, D)."""
+    from gymnasium import spaces
+
+    flat = flatten_obs(obs)
+    parts = []
+    for key, leaf in space_leaves(space):
+        if key not in flat:
+            raise DataError(f"observation has no key {key!r} (has {sorted(flat)})")
+        x = np.asarray(flat[key])
+        if isinstance(leaf, spaces.Discrete):
+            parts.append(_one_hot(x.reshape(-1), int(leaf.n), int(leaf.start)))
+        elif isinstance(leaf, spaces.MultiDiscrete):
+            x = x.reshape(x.shape[0], -1)
+            parts.extend(_one_hot(x[:, j], int(n)) for j, n in enumerate(np.ravel(leaf.nvec)))
+        else:
+            parts.append(x.reshape(x.shape[0], -1).astype(np.float32, copy=False))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+@dataclass
+class Batch:
+    """One minibatch: float32 features (B, D) and actions (int64 (B,) or float32 (B, A))."""
+
+    obs: torch.Tensor
+    acts: torch.Tensor
+
+
+class TransitionSampler:
+    """Shuffled epochs of index batches over a store's `ds.transitions()`.
+
+    Epochs (every transition once per pass, as imitation's BC data loader does) rather than
+    sampling with replacement: on the small expert datasets BC learns from, that visits every
+    state equally often. Indices are sorted within a batch so that gathers from a large
+    memory-mapped file read pages in order.
+    """
+
+    def __init__(self, transitions: Any, observation_space: Any, action_space: Any, batch_size: int, seed: int) -> None:
+        from gymnasium import spaces
+
+        if batch_size < 1:
+            raise DataError(f"batch_size must be positive, got {batch_size}")
+        self.obs = transitions.obs
+        self.acts = transitions.acts
+        self.n = len(transitions)
+        self.observation_space = observation_space
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.action_start = int(action_space.start) if self.discrete else 0
+        self.batch_size = min(batch_size, self.n)
+        self.rng = np.random.default_rng(seed)
+        self._order = np.empty(0, dtype=np.int64)
+        self._pos = 0
+        self.epoch = 0
+
+    def indices(self) -> np.ndarray:
+        """The next batch's row indices (a new permutation starts when an epoch is used up)."""
+        if self._pos + self.batch_size > self._order.shape[0]:
+            self._order = self.rng.permutation(self.n)
+            self._pos = 0
+            self.epoch += 1
+        idx = np.sort(self._order[self._pos : self._pos + self.batch_size])
+        self._pos += self.batch_size
+        return idx
+
+    def gather(self, idx: np.ndarray) -> Batch:
+        """Rows `idx` as tensors (one fancy-index per column, no per-sample Python)."""
+        obs = {k: v[idx] for k, v in flatten_obs(self.obs).items()}
+        features = obs_features(obs if set(obs) != {""} else obs[""], self.observation_space)
+        acts = self.acts[idx]
+        if self.discrete:
+            acts_t = torch.from_numpy(acts.reshape(-1).astype(np.int64) - self.action_start)
+        else:
+            acts_t = torch.from_numpy(acts.reshape(len(idx), -1).astype(np.float32))
+        return Batch(torch.from_numpy(features), acts_t)
+
+    def sample(self) -> Batch:
+        return self.gather(self.indices())
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            yield self.sample()

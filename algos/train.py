@@ -1,0 +1,211 @@
+"""Run a recipe and write a run folder a researcher can trust and reproduce.
+
+    runs/<name>-<timestamp>/
+      config.yaml     the resolved recipe (defaults filled in, dataset path absolute)
+      dataset.json    dataset path, fingerprint, size, and its expert/random reference returns
+      versions.json   python and library versions
+      metrics.csv     step + every metric the algorithm logged (identical for the same recipe+seed)
+      curve.png       the learning curves
+      policy/         the saved policy (`algos.policies.load_policy(run_dir)` rebuilds it)
+      eval.json       final evaluation: mean/std return over N episodes, normalised score
+
+Everything is written into `<run>.tmp/` and renamed at the end, so a failed or interrupted
+run leaves no folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from algos.recipe import Recipe
+from ildata.episode import DataError
+
+RUNS_DIR = Path("runs")
+VERSIONED = (
+    "ildata", "numpy", "torch", "gymnasium", "pyarrow", "polars", "stable-baselines3",
+    "d3rlpy", "scikit-learn", "seals",
+)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions from installed metadata (no imports needed)."""
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+class Prepared:
+    """Everything a run needs, checked before training starts."""
+
+    def __init__(self, recipe: Recipe, dataset: Any, env_id: str | None, algo: Any) -> None:
+        self.recipe = recipe
+        self.dataset = dataset
+        self.env_id = env_id
+        self.algo = algo
+
+
+def prepare(recipe: Recipe) -> Prepared:
+    """Load the dataset, check the env against it and build the algorithm; DataError names the key."""
+    import ildata
+    from algos.base import algorithms, seed_everything
+    from algos.policies import check_env_spaces
+    from ildata.collect import env_spaces
+
+    seed_everything(recipe.seed, recipe.threads)
+    cls = algorithms()[recipe.algo]
+    dataset = None
+    path = recipe.dataset_path()
+    if path is not None:
+        if not path.exists():
+            raise DataError(f"dataset: {path} does not exist")
+        try:
+            dataset = ildata.load(path)
+        except DataError as exc:
+            raise DataError(f"dataset: {exc}") from None
+    env_id = recipe.env or (dataset.env_id if dataset is not None else None)
+    if env_id is None and not cls.needs_dataset:
+        raise DataError(f"env: required for algo {recipe.algo}")
+    if dataset is not None:
+        observation_space, action_space = dataset.observation_space, dataset.action_space
+        if env_id is not None:
+            try:
+                check_env_spaces(observation_space, action_space, env_id, what="env")
+            except DataError as exc:
+                raise DataError(str(exc) if str(exc).startswith("env:") else f"env: {exc}") from None
+    else:
+        try:
+            observation_space, action_space = env_spaces(env_id)
+        except DataError as exc:
+            raise DataError(f"env: {exc}") from None
+    try:
+        algo = cls(recipe.config, observation_space=observation_space, action_space=action_space, seed=recipe.seed)
+    except DataError as exc:  # the algorithm rejects its config for this data (e.g. head vs actions)
+        raise DataError(f"config.{exc}") from None
+    return Prepared(recipe, dataset, env_id, algo)
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    name = recipe.name or recipe.algo
+    return RUNS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_metrics_csv(rows: list[tuple[int, dict[str, float]]], path: Path) -> None:
+    """One row per `log` call; columns in first-seen order, blank where a metric was not logged."""
+    columns: list[str] = []
+    for _, metrics in rows:
+        columns.extend(k for k in metrics if k not in columns)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", *columns])
+        for step, metrics in rows:
+            writer.writerow([step, *(repr(metrics[c]) if c in metrics else "" for c in columns)])
+
+
+def plot_curves(rows: list[tuple[int, dict[str, float]]], path: Path, title: str) -> None:
+    """One small panel per metric against the training step (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names: list[str] = []
+    for _, metrics in rows:
+        names.extend(k for k in metrics if k not in names and k != "epoch")
+    ncols = min(3, max(1, len(names)))
+    nrows = max(1, -(-len(names) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = [(step, m[name]) for step, m in rows if name in m]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 30 else None)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def final_evaluation(policy: Any, env_id: str, recipe: Recipe, references: dict[str, float | None]) -> dict[str, Any]:
+    """`recipe.eval.episodes` seeded rollouts, scored between the random and expert returns."""
+    from algos.policies import evaluate, score_report
+
+    policy.deterministic = recipe.eval.deterministic
+    result = evaluate(policy, env_id, recipe.eval.episodes, seed=recipe.eval.seed, num_envs=recipe.eval.num_envs)
+    return score_report(result, references["expert_return"], references["random_return"])
+
+
+def run_recipe(
+    recipe: Recipe, *, out: Path | None = None, echo: Callable[[str], None] = print, overwrite: bool = False
+) -> Path:
+    """Check, train, save and evaluate; return the finished run folder."""
+    import yaml
+
+    from algos.policies import format_report, reference_returns
+
+    prepared = prepare(recipe)  # every recipe error surfaces here, before any training
+    run_dir = Path(out) if out is not None else default_run_dir(recipe)
+    if run_dir.exists() and not overwrite:
+        raise DataError(f"{run_dir} already exists (pass --overwrite or another --out)")
+    tmp = run_dir.with_name(run_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        (tmp / "config.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        (tmp / "versions.json").write_text(json.dumps(library_versions(), indent=2))
+        references: dict[str, float | None] = {"expert_return": None, "random_return": None}
+        ds = prepared.dataset
+        if ds is not None:
+            references = reference_returns(ds)
+            dataset_info = {
+                "path": str(Path(ds.path).resolve()),
+                "fingerprint": ds.fingerprint,
+                "env_id": ds.env_id,
+                "episodes": len(ds),
+                "transitions": ds.num_transitions,
+                **references,
+            }
+            (tmp / "dataset.json").write_text(json.dumps(dataset_info, indent=2))
+
+        rows: list[tuple[int, dict[str, float]]] = []
+
+        def log(step: int, metrics: dict[str, float]) -> None:
+            rows.append((step, dict(metrics)))
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            echo(f"step {step}: {shown}")
+
+        started = time.perf_counter()
+        prepared.algo.fit(ds, env_id=prepared.env_id, log=log)
+        train_seconds = time.perf_counter() - started
+        write_metrics_csv(rows, tmp / "metrics.csv")
+        if rows:
+            plot_curves(rows, tmp / "curve.png", recipe.name or recipe.algo)
+        prepared.algo.save(tmp)
+        if prepared.algo.policy is not None and prepared.env_id is not None:
+            report = final_evaluation(prepared.algo.policy, prepared.env_id, recipe, references)
+            report["train_seconds"] = train_seconds
+            (tmp / "eval.json").write_text(json.dumps(report, indent=2))
+            echo(format_report(report))
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        os.replace(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    echo(f"run folder: {run_dir}")
+    return run_dir

@@ -1,0 +1,33 @@
+"""`ildata train RECIPE.yaml [--set key=value ...]`: run a recipe, write a run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train an algorithm from a recipe and write a run folder (metrics, policy, evaluation)",
+        description="The recipe is checked (keys, types, dataset, env spaces) before anything trains.",
+    )
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set config.n_steps=1000 (value parsed as YAML)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<timestamp>)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", action="store_true", help="print only the run folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from algos.recipe import load_recipe  # lazy: keeps `ildata --help` free of torch
+    from algos.train import run_recipe
+
+    args.error_subject = args.recipe
+    recipe = load_recipe(args.recipe, args.overrides)
+    run_dir = run_recipe(recipe, out=args.out, overwrite=args.overwrite, echo=(lambda _: None) if args.quiet else print)
+    if args.quiet:
+        print(run_dir)
+    return 0
