@@ -197,6 +197,15 @@ def states_from_obs(model: TabularModel, obs: np.ndarray) -> np.ndarray:
     return order[pos]
 
 
+def run_positions(lengths: np.ndarray) -> np.ndarray:
+    """Index of every row within its run, for runs of `lengths` rows laid end to end.
+
+    With episode lengths it gives each transition's timestep; with lengths + 1, each observation's.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
 def demo_occupancy(
     model: TabularModel, obs: np.ndarray, lengths: np.ndarray, discount: float = 1.0
 ) -> np.ndarray:
@@ -214,8 +223,7 @@ def demo_occupancy(
             "MCE IRL matches occupancy over full-horizon episodes"
         )
     states = states_from_obs(model, obs)
-    starts = np.repeat(np.cumsum(lengths + 1) - (lengths + 1), lengths + 1)
-    t = np.arange(states.shape[0]) - starts
+    t = run_positions(lengths + 1)
     n_states = model.transition_matrix.shape[0]
     counts = np.bincount(states, weights=discount**t, minlength=n_states)
     return counts / len(lengths)
