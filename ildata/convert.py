@@ -6,6 +6,7 @@ import importlib
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,10 +101,15 @@ def convert(
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise DataError("already exists (pass --overwrite to replace it)", subject=dst)
-    stage("reading")
-    source, path = read(src, env_id=env_id)
+    path = resolve_source(src)
     if path.resolve() == dst.resolve():
         raise DataError("source and destination are the same path")
+    stage("reading")
+    # The source hash (I/O and hashlib, both release the GIL) runs while the source is parsed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        source_hash = pool.submit(sha256_path, path) if path.exists() else None
+        source, path = read(path, env_id=env_id)
+        source_sha256 = source_hash.result() if source_hash else None
     batch = source.batch
     obs_space = source.observation_space
     if fixed_horizon is not None:
@@ -113,11 +119,10 @@ def convert(
         batch = make_fixed_horizon(batch, fixed_horizon, horizon)
         if fixed_horizon == "absorbing" and obs_space is not None:
             obs_space = _absorbing_space(obs_space)
-    stage("hashing source")
     provenance = Provenance(
         source_path=str(path.resolve()),
         source_format=source.format,
-        source_sha256=sha256_path(path),
+        source_sha256=source_sha256,
         extra={"notes": source.notes} if source.notes else None,
     )
     if to == "ildata":

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -122,17 +123,29 @@ def sha256_path(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _xxh3_file(path: Path) -> str:
+    import xxhash  # a dependency of `datasets`; ~20x faster than sha256 on multi-GB shards
+
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def compute_fingerprint(root: Path) -> tuple[str, dict[str, str]]:
-    """Content fingerprint: sha256 over the data shards and the episode table, by relative path.
+    """Content fingerprint: xxh3-128 over the data shards and the episode table, by relative path.
 
     meta/info.json (which stores the fingerprint) and meta/stats.json (derived) are excluded.
     """
+    import xxhash
+
     files = sorted([root / EPISODES_FILE, *sorted((root / DATA_DIR).glob("*.arrow"))])
-    hashes = {str(f.relative_to(root)): sha256_file(f) for f in files}
-    digest = hashlib.sha256()
+    hashes = {str(f.relative_to(root)): _xxh3_file(f) for f in files}
+    digest = xxhash.xxh3_128()
     for name, value in hashes.items():
         digest.update(f"{name}\0{value}\n".encode())
-    return f"sha256:{digest.hexdigest()}", hashes
+    return f"xxh3_128:{digest.hexdigest()}", hashes
 
 
 def _infos_to_json(infos: Sequence[Any]) -> pa.Array:
@@ -162,13 +175,24 @@ def _episode_ordinals(lengths: np.ndarray) -> np.ndarray:
 
 
 def _split_obs(obs: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sum(T+1), ...) observations -> (obs, next_obs), each (sum(T), ...), with boolean masks."""
-    ends = np.cumsum(lengths + 1)  # one past each episode's final observation
-    is_final = np.zeros(obs.shape[0], dtype=bool)
-    is_final[ends - 1] = True
-    is_first = np.zeros(obs.shape[0], dtype=bool)
-    is_first[np.concatenate([[0], ends[:-1]])] = True
-    return obs[~is_final], obs[~is_first]
+    """(sum(T+1), ...) observations -> (obs, next_obs), each (sum(T), ...)."""
+    obs_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+    if len(lengths) * 64 > len(obs):
+        # Many short episodes: one boolean-mask gather per output.
+        is_final = np.zeros(obs.shape[0], dtype=bool)
+        is_final[obs_start + lengths] = True
+        is_first = np.zeros(obs.shape[0], dtype=bool)
+        is_first[obs_start] = True
+        return obs[~is_final], obs[~is_first]
+    # Long episodes: one memcpy per episode is ~3x faster than a boolean gather (a loop over
+    # episodes, never over steps).
+    out_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    head = np.empty((int(lengths.sum()),) + obs.shape[1:], dtype=obs.dtype)
+    tail = np.empty_like(head)
+    for src, dst, n in zip(obs_start.tolist(), out_start.tolist(), lengths.tolist()):
+        head[dst : dst + n] = obs[src : src + n]
+        tail[dst : dst + n] = obs[src + 1 : src + n + 1]
+    return head, tail
 
 
 def _episode_table(batch: EpisodeBatch, shard_first_rows: np.ndarray | None = None) -> pa.Table:
@@ -251,18 +275,21 @@ def write_dataset(
     table = pa.table(columns)
     episodes = _episode_table(batch)
 
+    from ildata.stats import dataset_stats
+
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    returns = episodes.column("return").to_numpy(zero_copy_only=False) if batch.rews is not None else None
+    # Statistics (numpy, releases the GIL) run beside the shard writing and hashing (I/O).
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
+        stats_future = pool.submit(dataset_stats, stat_arrays, lengths, returns)
         (tmp / "meta").mkdir()
         (tmp / DATA_DIR).mkdir()
         data_files = _write_shards(table, lengths, tmp / DATA_DIR)
         pq.write_table(episodes, tmp / EPISODES_FILE)
         fingerprint, hashes = compute_fingerprint(tmp)
-        from ildata.stats import dataset_stats
-
-        returns = episodes.column("return").to_numpy(zero_copy_only=False) if batch.rews is not None else None
-        stats = dataset_stats(stat_arrays, lengths, returns)
+        stats = stats_future.result()
         info = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -282,7 +309,7 @@ def write_dataset(
             "data_files": data_files,
             "provenance": (provenance or Provenance()).to_dict(),
             "fingerprint": fingerprint,
-            "files_sha256": hashes,
+            "files_xxh3_128": hashes,
         }
         if extra_info:
             info.update(extra_info)
@@ -292,6 +319,8 @@ def write_dataset(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return dst
 
 
@@ -308,7 +337,7 @@ def _write_shards(table: pa.Table, lengths: np.ndarray, folder: Path) -> list[st
         idx = np.searchsorted(ends, limit, side="right") - 1
         stop = int(ends[idx]) if idx >= 0 and ends[idx] > start else int(ends[np.searchsorted(ends, start, side="right")])
         name = f"{DATA_DIR}/shard-{len(names):05d}.arrow"
-        shard = table.slice(start, stop - start).combine_chunks()
+        shard = table.slice(start, stop - start)  # zero-copy; every column is one chunk
         with pa.OSFile(str(folder / Path(name).name), "wb") as sink:
             with pa.ipc.new_file(sink, shard.schema) as writer:
                 writer.write_table(shard, max_chunksize=shard.num_rows or None)

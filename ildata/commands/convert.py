@@ -54,9 +54,6 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]{ds.path}[/]: {len(ds)} episodes, {ds.num_transitions} transitions "
         f"from {info['provenance']['source_format']} in {elapsed:.2f}s ({size / 1e6:.1f} MB)"
     )
-    unknown = int((~ds.episode_column("termination_known")).sum())
-    if unknown:
-        console.print(f"  {unknown} episodes: the source cannot tell termination from truncation (recorded as unknown)")
     for note in info["provenance"].get("notes", []) or []:
         console.print(f"  note: {note}")
     return 0
