@@ -352,3 +352,16 @@ def test_pull_converts_imitation_hub_format(hub: HubServer, tmp_path: Path, monk
 
     pulled = pull("tester/imitation-cartpole", dst)
     assert pulled.path == dst and pulled.fingerprint == ds.fingerprint
+
+
+def test_private_repository_is_readable_only_with_its_token(hub: HubServer, store: ildata.TrajectoryDataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import HfApi
+
+    from ildata.hub import push
+
+    push(store.path, "tester/secret", private=True)
+    assert HfApi().repo_info("tester/secret", repo_type="dataset").private
+    assert ildata.load("hf://tester/secret").fingerprint == store.fingerprint
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(DataError, match="private one needs HF_TOKEN"):
+        ildata.load("hf://tester/secret@main")
