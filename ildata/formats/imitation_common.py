@@ -8,6 +8,7 @@ a time-limit cut, False otherwise). These helpers turn that into honest per-epis
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,8 +23,14 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 def _truncation_flag(info: Any) -> int:
     """1: info says truncated, 0: says not truncated, -1: does not say."""
-    if isinstance(info, dict) and TRUNCATED_KEY in info:
-        return 1 if bool(info[TRUNCATED_KEY]) else 0
+    if isinstance(info, str):  # a jsonpickle payload kept verbatim: still JSON at the top level
+        try:
+            info = json.loads(info)
+        except ValueError:
+            return -1
+    flag = info.get(TRUNCATED_KEY) if isinstance(info, dict) else None
+    if isinstance(flag, (bool, np.bool_)):
+        return 1 if flag else 0
     return -1
 
 

@@ -13,10 +13,12 @@ need `allow_pickle=True` for that member, which would run any code the file name
 
 from __future__ import annotations
 
+import io
+import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -25,7 +27,14 @@ from ildata.episode import DataError
 from ildata.formats import SourceRead
 from ildata.formats.imitation_common import make_read
 
+try:  # ISA-L inflate: same API as zlib, 2-3x faster (see `_member_bytes`)
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    _zlib = zlib
+
 ZIP_MAGIC = b"PK\x03\x04"
+# Local file header: signature, version, flags, method, time, date, crc, sizes, name/extra lengths.
+_LOCAL_HEADER = struct.Struct("<4s5H3I2H")
 
 
 def sniff(path: Path) -> bool:
@@ -42,36 +51,70 @@ def sniff(path: Path) -> bool:
         return True
 
 
-def _read_member(zf: zipfile.ZipFile, name: str) -> np.ndarray:
-    """One `.npy` member, without ever enabling numpy's pickle loading."""
-    with zf.open(name) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise DataError(f"member {name}: unsupported .npy format version {version}")
-        payload = f.read()
+def _member_bytes(fh: BinaryIO, info: zipfile.ZipInfo) -> bytes:
+    """Uncompressed bytes of one zip member, CRC-checked.
+
+    Hand-written rather than `ZipFile.read` because zipfile always inflates with the stdlib
+    zlib, which measured 1.1-1.6 s on the 200 MB of a 2M-step file against 0.55 s for ISA-L
+    (`isal`), and the whole convert has a 2 s budget. The central directory still comes from
+    zipfile (it resolves zip64 sizes and offsets).
+    """
+    fh.seek(info.header_offset)
+    header = fh.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != ZIP_MAGIC:
+        raise DataError(f"member {info.filename}: bad local zip header (corrupted npz)")
+    name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+    fh.seek(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
+    raw = fh.read(info.compress_size)
+    if len(raw) != info.compress_size:
+        raise DataError(f"member {info.filename}: file ends inside it (truncated npz)")
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        # Raw deflate stream, as zip stores it; output size known, so no buffer regrowth.
+        data = _zlib.decompress(raw, -15, max(info.file_size, 1))
+    elif info.compress_type == zipfile.ZIP_STORED:  # np.savez (uncompressed)
+        data = raw
+    else:
+        raise DataError(f"member {info.filename}: unsupported zip compression method {info.compress_type}")
+    if len(data) != info.file_size or _zlib.crc32(data) != info.CRC:
+        raise DataError(f"member {info.filename}: size or CRC mismatch (corrupted npz)")
+    return data
+
+
+def _parse_npy(name: str, data: bytes) -> np.ndarray:
+    """One `.npy` payload, without ever enabling numpy's pickle loading."""
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise DataError(f"member {name}: unsupported .npy format version {version}")
+    offset = f.tell()
     if dtype.hasobject:
-        array = safe_pickle.loads(payload)
+        array = safe_pickle.loads(memoryview(data)[offset:])
         if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
             raise DataError(f"member {name}: pickled payload does not match its header shape {shape}")
         return array
     count = int(np.prod(shape, dtype=np.int64))
-    if len(payload) != count * dtype.itemsize:
-        raise DataError(f"member {name}: {len(payload)} bytes of data for shape {shape} {dtype} (truncated?)")
-    return np.frombuffer(payload, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
+    if len(data) - offset != count * dtype.itemsize:
+        raise DataError(f"member {name}: {len(data) - offset} bytes of data for shape {shape} {dtype}")
+    # Zero-copy view of the inflated bytes.
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def _load_members(path: Path) -> dict[str, np.ndarray]:
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n.endswith(".npy")]
-            return {n[: -len(".npy")]: _read_member(zf, n) for n in names}
+        with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+            return {
+                info.filename[: -len(".npy")]: _parse_npy(info.filename, _member_bytes(fh, info))
+                for info in zf.infolist()
+                if info.filename.endswith(".npy")
+            }
     except DataError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, zlib.error, _zlib.error, EOFError, OSError, ValueError, struct.error) as exc:
         raise DataError(f"corrupted or truncated npz: {exc}") from None
 
 
