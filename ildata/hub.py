@@ -297,7 +297,7 @@ def push(
 
     root = Path(path)
     ds = load(root)
-    fingerprint, hashes = compute_fingerprint(root)
+    fingerprint, _ = compute_fingerprint(root)
     if fingerprint != ds.fingerprint:
         raise DataError(f"{root}: files do not match the fingerprint in {INFO_FILE} (modified after writing?)")
     repo_id, ref_revision = parse_ref(repo_id)
@@ -322,14 +322,22 @@ def push(
         sizes = {f: (root / f).stat().st_size for f in files}
         card = dataset_card(ds, repo_id, license=license, tags=tags).encode()
 
+        # The Hub identifies LFS files by sha256 (the store's fingerprint uses a faster hash), so
+        # each file is hashed once here and the digest handed to the upload as well.
+        sha256 = {f: sha256_file(root / f) for f in files}
+
         def unchanged(rel: str) -> bool:
             if rel not in remote:
                 return False
-            sha256 = hashes.get(rel) or sha256_file(root / rel)
-            if remote[rel] == sha256:
+            if remote[rel] == sha256[rel]:
                 return True
             # Small files are plain git blobs on the Hub, identified by their git sha1.
             return sizes[rel] < (10 << 20) and remote[rel] == _git_blob_sha1((root / rel).read_bytes())
+
+        def add(rel: str) -> Any:
+            op = CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(root / rel))
+            op.upload_info.sha256 = bytes.fromhex(sha256[rel])
+            return op
 
         result = PushResult(repo_id, branch, commit="", url="")
         result.skipped = [f for f in files if unchanged(f)]
@@ -337,7 +345,7 @@ def push(
         summary = message or f"Upload {FORMAT_NAME} dataset ({len(ds)} episodes, {ds.num_transitions} transitions)"
         batches = _batches(data, sizes)
         for i, batch in enumerate(batches):
-            ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(root / f)) for f in batch]
+            ops = [add(f) for f in batch]
             part = f" [data {i + 1}/{len(batches)}]" if len(batches) > 1 else " [data]"
             api.create_commit(repo_id, operations=ops, commit_message=summary + part, repo_type=REPO_TYPE, revision=branch)
             result.uploaded += batch
@@ -348,7 +356,7 @@ def push(
         for rel in (EPISODES_FILE, STATS_FILE, INFO_FILE):
             if rel in result.skipped:
                 continue
-            final.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(root / rel)))
+            final.append(add(rel))
             result.uploaded.append(rel)
             result.bytes_uploaded += sizes[rel]
         if remote.get("README.md") == _git_blob_sha1(card):
@@ -436,7 +444,8 @@ def _verify(folder: Path, repo_id: str) -> None:
             return
     fingerprint, hashes = compute_fingerprint(folder)
     if fingerprint != info.get("fingerprint"):
-        recorded = info.get("files_sha256") or {}
+        # info.json also records each file's digest (under a key naming the hash): name the culprits.
+        recorded = next((v for k, v in info.items() if k.startswith("files_") and isinstance(v, dict) and set(v) == set(hashes)), {})
         bad = [name for name, value in hashes.items() if recorded.get(name) != value]
         which = f" ({', '.join(bad)} differ)" if bad else ""
         raise DataError(

@@ -15,6 +15,7 @@ import yaml
 
 import ildata
 from ildata.episode import DataError, Episode
+from ildata.store import sha256_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hubserver import HubServer  # noqa: E402
@@ -123,7 +124,7 @@ def test_push_creates_repo_card_and_format_tag_and_loads_back(hub: HubServer, st
     files = {f.path: f for f in api.list_repo_tree("tester/cartpole", repo_type="dataset", recursive=True) if hasattr(f, "blob_id")}
     assert set(files) == {".gitattributes", "README.md", "data/shard-00000.arrow", "meta/episodes.parquet", "meta/stats.json", "meta/info.json"}
     assert files["data/shard-00000.arrow"].lfs is not None  # went through the LFS batch API
-    assert files["data/shard-00000.arrow"].lfs.sha256 == store.info["files_sha256"]["data/shard-00000.arrow"]
+    assert files["data/shard-00000.arrow"].lfs.sha256 == sha256_file(store.path / "data/shard-00000.arrow")
     refs = api.list_repo_refs("tester/cartpole", repo_type="dataset")
     assert {t.name: t.target_commit for t in refs.tags} == {FORMAT_TAG: result.commit}
     assert [b.target_commit for b in refs.branches if b.name == "main"] == [result.commit]
@@ -204,7 +205,7 @@ def test_interrupted_push_is_finished_by_a_rerun(hub: HubServer, tmp_path: Path,
     assert set(shards[1:]) <= set(result.uploaded)
     # The blob of the failed commit was already stored: the LFS batch API let the client skip it.
     new_puts = [p for m, p in hub.log if m == "PUT"][len(puts_before) :]
-    failed_sha = ds.info["files_sha256"][shards[1]]
+    failed_sha = sha256_file(ds.path / shards[1])
     assert not any(failed_sha in p for p in new_puts)
     _same_data(ildata.load("hf://tester/big"), ds)
 
