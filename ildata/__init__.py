@@ -14,7 +14,7 @@ _EXPORTS = {
     "save": "ildata.store",
     "TrajectoryDataset": "ildata.store",
     "Transitions": "ildata.store",
-    "convert": "ildata.convert",
+    "convert": "ildata.conversion",
     "Episode": "ildata.episode",
     "EpisodeBatch": "ildata.episode",
     "DataError": "ildata.episode",
@@ -24,7 +24,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:
-    from ildata.convert import convert
+    from ildata.conversion import convert
     from ildata.episode import DataError, Episode, EpisodeBatch
     from ildata.horizon import VariableHorizonError
     from ildata.store import TrajectoryDataset, Transitions, load, save

@@ -73,7 +73,7 @@ def _from_store(path: Path) -> _Input:
 
 
 def _from_source(path: Path, env_id: str | None) -> _Input:
-    from ildata.convert import read
+    from ildata.conversion import read
     from ildata.spaces import infer_action_space, infer_obs_space
     from ildata.store import _split_obs
 

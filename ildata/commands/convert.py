@@ -27,10 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ildata.convert import convert
+    from ildata.conversion import convert
 
     args.error_subject = args.src
-    console = Console(stderr=True, quiet=args.quiet)
+    console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     started = time.perf_counter()
     with console.status("converting") as status:
         result = convert(
