@@ -27,20 +27,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from store_perf import timed  # noqa: E402
 
 import ildata  # noqa: E402
 from ildata.conversion import convert  # noqa: E402
 from ildata.episode import EpisodeBatch  # noqa: E402
 from ildata.formats import minari_dir  # noqa: E402
-
-
-def timed(fn, repeat: int):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def make_dataset(root: Path, dataset_id: str, steps: int, length: int, backend: str) -> EpisodeBatch:

@@ -18,7 +18,9 @@ from ildata.episode import DataError, Episode, flatten_obs
 from ildata.formats import d3rlpy_h5, read_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from algos.d3rlpy_adapter import to_mdp_dataset  # noqa: E402
+from test_minari import _assert_same_batch  # noqa: E402  (one comparison helper for both formats)
 
 from d3rlpy.dataset import BasicTransitionPicker, InfiniteBuffer, MDPDataset, ReplayBuffer  # noqa: E402
 
@@ -49,22 +51,6 @@ def _episodes(dict_obs: bool, discrete: bool, rewards: bool = True) -> list[Epis
             )
         )
     return episodes
-
-
-def _assert_same_batch(a, b) -> None:
-    fa, fb = flatten_obs(a.obs), flatten_obs(b.obs)
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        assert fa[key].dtype == fb[key].dtype, key
-        np.testing.assert_array_equal(fa[key], fb[key])
-    for name in ("acts", "lengths", "terminated", "truncated", "termination_known", "seeds"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype, name
-        np.testing.assert_array_equal(x, y)
-    assert (a.rews is None) == (b.rews is None)
-    if a.rews is not None:
-        assert a.rews.dtype == b.rews.dtype
-        np.testing.assert_array_equal(a.rews, b.rews)
 
 
 def _assert_aligned(buffer: ReplayBuffer, ds: ildata.TrajectoryDataset) -> None:
@@ -109,7 +95,7 @@ def test_dump_round_trip_and_d3rlpy_reads_it(tmp_path: Path, dict_obs: bool, dis
 
     back = read_source(dump)
     assert back.format == "d3rlpy-h5"
-    _assert_same_batch(ds.to_batch(), back.batch)
+    _assert_same_batch(ds.to_batch(), back.batch, infos=False)
     assert back.observation_space == ds.observation_space and back.action_space == ds.action_space
     assert back.env_id == "CartPole-v1"
 
@@ -118,7 +104,7 @@ def test_dataset_without_rewards_round_trips(tmp_path: Path) -> None:
     ds = ildata.save(_episodes(False, True, rewards=False), tmp_path / "store")
     dump = tmp_path / "data.h5"
     assert any("no rewards" in n for n in d3rlpy_h5.write(ds, dump))
-    _assert_same_batch(ds.to_batch(), read_source(dump).batch)
+    _assert_same_batch(ds.to_batch(), read_source(dump).batch, infos=False)
 
 
 def test_adapter_builds_aligned_mdp_dataset_and_trains_bc(tmp_path: Path) -> None:
@@ -231,3 +217,15 @@ def test_bad_dumps(tmp_path: Path) -> None:
         read_source(truncated_file)
     with pytest.raises(DataError, match="already exists"):
         d3rlpy_h5.write(ds, tmp_path / "full.h5")
+
+
+def test_cli_convert_to_and_from_d3rlpy(tmp_path: Path) -> None:
+    from ildata.cli import main
+
+    ds = ildata.save(_episodes(True, False), tmp_path / "store")
+    dump = tmp_path / "out.h5"
+    assert main(["convert", str(tmp_path / "store"), str(dump), "--to", "d3rlpy", "--quiet"]) == 0
+    with open(dump, "rb") as f:
+        _assert_aligned(ReplayBuffer.load(f, InfiniteBuffer()), ds)
+    assert main(["convert", str(dump), str(tmp_path / "back"), "--quiet"]) == 0
+    _assert_same_batch(ds.to_batch(), ildata.load(tmp_path / "back").to_batch(), infos=False)

@@ -263,6 +263,24 @@ def _concat(episodes: list[_D3Episode], field: str) -> Any:
     return np.concatenate([getattr(e, field) for e in episodes])
 
 
+def _with_final_rows(
+    obs_rows: list[np.ndarray], lengths: np.ndarray, terminated: np.ndarray, finals: list[np.ndarray]
+) -> list[np.ndarray]:
+    """d3rlpy observation rows -> T+1 rows per episode: each terminated episode's final
+    observation (absent from d3rlpy's rows) is taken from `finals`, one row per such episode."""
+    n_obs = int(lengths.sum() + len(lengths))
+    final_rows = (np.cumsum(lengths + 1) - 1)[terminated]
+    from_d3 = np.ones(n_obs, dtype=bool)
+    from_d3[final_rows] = False
+    obs = []
+    for rows, final in zip(obs_rows, finals):
+        out = np.empty((n_obs, *rows.shape[1:]), dtype=rows.dtype)
+        out[from_d3] = rows
+        out[final_rows] = final
+        obs.append(out)
+    return obs
+
+
 def _read_ildata(episodes: list[_D3Episode], extra: Any) -> SourceRead:
     """A dump ildata wrote: undo the padding and restore final observations exactly."""
     from ildata.spaces import space_from_dict
@@ -276,18 +294,8 @@ def _read_ildata(episodes: list[_D3Episode], extra: Any) -> SourceRead:
     lengths = sizes - padded
     obs_rows = _concat(episodes, "observations")
     finals = [extra[f"final_observations_{j}"][()] for j in range(len(obs_rows))]
-    # Terminated episodes get their stored final observation appended after their T rows.
-    n_obs = int(lengths.sum() + len(lengths))
-    ends = np.cumsum(lengths + 1)
-    final_rows = (ends - 1)[terminated]
-    from_d3 = np.ones(n_obs, dtype=bool)
-    from_d3[final_rows] = False
-    obs = []
-    for rows, final in zip(obs_rows, finals):
-        out = np.empty((n_obs, *rows.shape[1:]), dtype=rows.dtype)
-        out[from_d3] = rows
-        out[final_rows] = final
-        obs.append(out)
+    # Terminated episodes get their stored final observation back after their T rows.
+    obs = _with_final_rows(obs_rows, lengths, terminated, finals)
     step = np.ones(int(sizes.sum()), dtype=bool)
     step[(np.cumsum(sizes) - 1)[padded]] = False  # drop padding steps
     actions = _concat(episodes, "actions")[step]
@@ -341,16 +349,7 @@ def _read_foreign(episodes: list[_D3Episode]) -> SourceRead:
         )
     obs_rows = _concat(episodes, "observations")
     # Observation rows: d3rlpy's rows, plus a zero row after every terminated episode.
-    n_obs = int(usable.sum() + len(usable))
-    ends = np.cumsum(usable + 1)
-    zero_rows = (ends - 1)[terminated]
-    from_d3 = np.ones(n_obs, dtype=bool)
-    from_d3[zero_rows] = False
-    obs = []
-    for rows in obs_rows:
-        out = np.zeros((n_obs, *rows.shape[1:]), dtype=rows.dtype)
-        out[from_d3] = rows
-        obs.append(out)
+    obs = _with_final_rows(obs_rows, usable, terminated, [np.zeros((), o.dtype) for o in obs_rows])
     step = np.ones(int(sizes.sum()), dtype=bool)
     step[(np.cumsum(sizes) - 1)[~terminated]] = False
     actions = _concat(episodes, "actions")[step]

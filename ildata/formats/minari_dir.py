@@ -452,8 +452,7 @@ def _to_batch(raw: _Raw) -> tuple[EpisodeBatch, list[str]]:
     obs_starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
     # Step rows: arrow/parquet pad acts/rews/flags to T+1 rows (drop each last row); hdf5 does not.
     if raw.padded:
-        step_rows = np.ones(n_obs, dtype=bool)
-        step_rows[obs_starts + lengths] = False
+        step_rows = _step_rows(lengths)
         acts, rews, terms, truncs = (a[step_rows] for a in (raw.acts, raw.rews, raw.terms, raw.truncs))
     else:
         acts, rews, terms, truncs = raw.acts, raw.rews, raw.terms, raw.truncs
