@@ -305,3 +305,50 @@ def test_cli_convert_from_and_to_minari(minari_root: Path, tmp_path: Path, capsy
     err = capsys.readouterr().err.strip()
     assert err.startswith("ildata: error:") and len(err.splitlines()) == 1
     assert not (tmp_path / "none").exists()
+
+
+def test_other_spaces_missing_rewards_and_unknown_terminations_round_trip(minari_root: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    space = gym.spaces.Dict(
+        {
+            "d": gym.spaces.Discrete(5),
+            "mb": gym.spaces.MultiBinary(3),
+            "s": gym.spaces.Box(-1, 1, (), np.float64),
+            "md": gym.spaces.MultiDiscrete([2, 3]),
+        }
+    )
+    episodes = [
+        Episode(
+            obs={
+                "d": rng.integers(0, 5, n + 1),
+                "mb": rng.integers(0, 2, (n + 1, 3)).astype(np.int8),
+                "s": rng.uniform(-1, 1, n + 1),
+                "md": rng.integers(0, 2, (n + 1, 2)),
+            },
+            acts=rng.integers(0, 4, n),
+            terminated=True,
+            termination_known=known,
+        )
+        for n, known in ((2, False), (3, True))
+    ]
+    ds = ildata.save(episodes, tmp_path / "store", observation_space=space, action_space=gym.spaces.Discrete(4))
+    for backend in ("arrow", "hdf5"):
+        dst = minari_root / "other" / f"spaces-{backend}-v0"
+        notes = minari_dir.write(ds, dst, data_format=backend)
+        assert any("no rewards" in n for n in notes) and any("termination" in n for n in notes)
+        loaded = minari.load_dataset(f"other/spaces-{backend}-v0")
+        assert loaded.observation_space == space
+        _assert_matches_minari(_with_zero_rewards(ds.to_batch()), loaded)
+        back = read_source(dst).batch
+        assert back.rews is None
+        _assert_same_batch(ds.to_batch(), back)
+    # written under the Minari root, the datasets are listed by minari under their ids
+    assert {"other/spaces-arrow-v0", "other/spaces-hdf5-v0"} <= set(minari.list_local_datasets())
+    from minari.namespace import list_local_namespaces
+
+    assert "other" in list_local_namespaces()
+
+
+def _with_zero_rewards(batch):
+    batch.rews = np.zeros(batch.num_transitions)
+    return batch

@@ -194,6 +194,7 @@ def read(path: Path) -> SourceRead:
     else:
         raw = _read_arrow(data, fmt, n_episodes, obs_space, act_space, jpeg)
     batch, notes = _to_batch(raw)
+    _apply_ildata_extras(batch, meta.get("ildata"))
     if jpeg and any(_is_image(s) for _, _, s in _leaves(obs_space)):
         notes.append("images were JPEG-encoded by minari (lossy): imported as decoded")
     env_id = None
@@ -210,6 +211,21 @@ def read(path: Path) -> SourceRead:
         env_id=env_id,
         notes=notes,
     )
+
+
+def _apply_ildata_extras(batch: EpisodeBatch, extra: Any) -> None:
+    """Undo what `write` had to invent for minari (zero rewards, terminations it could not
+    tell from time-limit truncations), as recorded under the `ildata` metadata key."""
+    if not isinstance(extra, dict):
+        return
+    if extra.get("rewards") is False:
+        batch.rews = None
+    unknown = extra.get("termination_unknown_episodes") or []
+    if unknown:
+        index = np.asarray(unknown, dtype=np.int64)
+        if index.min() < 0 or index.max() >= batch.num_episodes:
+            raise DataError("metadata.json: ildata.termination_unknown_episodes out of range")
+        batch.termination_known[index] = False
 
 
 def _episode_dirs(data: Path, n_episodes: int) -> list[Path]:
@@ -604,7 +620,21 @@ def write(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _register_namespace(dst, dataset_id)
     return notes
+
+
+def _register_namespace(dst: Path, dataset_id: str) -> None:
+    """Give a new namespace under the Minari root the marker file `minari.create_dataset_*`
+    writes (`list_local_namespaces` looks for it); datasets elsewhere have no namespace."""
+    namespace, _, _ = dataset_id.rpartition("/")
+    root = minari_root()
+    if not namespace or dst.absolute() != (root / dataset_id).absolute():
+        return
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    if namespace not in list_local_namespaces():
+        create_namespace(namespace)
 
 
 def _dataset_metadata(ds: Any, dataset_id: str, data_format: str, jpeg: bool, out: _Out) -> dict[str, Any]:
