@@ -2,9 +2,10 @@
 
 `pickle.load` runs whatever callables a file names, so loading a stranger's demonstrations with
 it is arbitrary code execution. This unpickler resolves only the handful of globals that
-imitation's pickles (and numpy's object-array `.npy` payloads) really contain: numpy's array and
-dtype reconstructors, wrapped so that they check their arguments, and imitation's trajectory
-classes, mapped to inert stand-ins that just record what the file says. Every other global is
+imitation's pickles (and numpy's object-array `.npy` payloads) really contain, in every pickle
+protocol from 2 to 5: numpy's array, scalar and dtype reconstructors (plus `_codecs.encode`,
+protocol 2's spelling of bytes), each wrapped so that it checks its arguments, and imitation's
+trajectory classes, mapped to inert stand-ins that just record what the file says. Every other global is
 refused before anything is imported or called.
 
 It subclasses the C `pickle.Unpickler` (only `find_class` is Python), so memo lookups and
@@ -100,13 +101,36 @@ def _scalar(dtype: Any, data: Any = None) -> Any:
     """`numpy.core.multiarray.scalar(dtype, bytes)`: how numpy scalars (e.g. in infos) pickle."""
     if not isinstance(dtype, np.dtype) or (not dtype.hasobject and not isinstance(data, bytes)):
         raise DataError("malformed pickle: unexpected arguments to numpy scalar")
-    return _multiarray.scalar(dtype, data) if data is not None else _multiarray.scalar(dtype)
+    return _multiarray.scalar(dtype, data)
 
 
-_NUMPY_GLOBALS: dict[str, Any] = {}
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy < 2 and >= 2
-    _NUMPY_GLOBALS[f"{_module}._reconstruct"] = _reconstruct
-    _NUMPY_GLOBALS[f"{_module}.scalar"] = _scalar
+def _latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
+    """`_codecs.encode(str, "latin1")`: how protocol 2 spells a bytes object (numpy < 1.16 wrote
+    object `.npy` members with protocol 2). Other codecs are refused: some run compressors."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise DataError("malformed pickle: unexpected arguments to _codecs.encode")
+    return text.encode("latin-1")
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """`numpy.core.numeric._frombuffer`: how arrays pickle with protocol 5 (Python 3.14's default)."""
+    if (
+        not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer))
+        or not isinstance(dtype, np.dtype)
+        or dtype.hasobject
+        or not isinstance(shape, tuple)
+        or not all(isinstance(n, int) for n in shape)
+        or order not in ("C", "F")
+    ):
+        raise DataError("malformed pickle: unexpected arguments to numpy _frombuffer")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+
+
+_NUMPY_GLOBALS: dict[str, Any] = {"_codecs.encode": _latin1_bytes}
+for _package in ("numpy.core", "numpy._core"):  # numpy < 2 and >= 2
+    _NUMPY_GLOBALS[f"{_package}.multiarray._reconstruct"] = _reconstruct
+    _NUMPY_GLOBALS[f"{_package}.multiarray.scalar"] = _scalar
+    _NUMPY_GLOBALS[f"{_package}.numeric._frombuffer"] = _frombuffer
 _NUMPY_GLOBALS["numpy.ndarray"] = _NdarrayToken
 _NUMPY_GLOBALS["numpy.dtype"] = _dtype
 

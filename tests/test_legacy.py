@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -9,6 +10,7 @@ import pickle
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -279,6 +281,59 @@ def test_convert_to_imitation_from_legacy_pickle(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.acts, original.acts)
     np.testing.assert_array_equal(back.rews, original.rews)
     assert not back.termination_known.any() and back.terminated.all()
+
+
+def _imitation_classes(monkeypatch: pytest.MonkeyPatch, module: str) -> tuple[type, type]:
+    """Dataclasses that pickle under imitation's own class paths (`module`.Trajectory[WithRew])."""
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+
+    @dataclasses.dataclass(frozen=True)
+    class Trajectory:
+        obs: np.ndarray
+        acts: np.ndarray
+        infos: object
+
+    @dataclasses.dataclass(frozen=True)
+    class TrajectoryWithRew(Trajectory):
+        rews: np.ndarray
+
+    for cls in (Trajectory, TrajectoryWithRew):
+        cls.__module__, cls.__qualname__ = module, cls.__name__
+        setattr(sys.modules[module], cls.__name__, cls)
+    return Trajectory, TrajectoryWithRew
+
+
+def test_p3_dataclasses_with_numpy_infos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """P3 (imitation.util.data, 2020): no fixture survives, so pickle one under its class path."""
+    Trajectory, _ = _imitation_classes(monkeypatch, "imitation.util.data")
+    infos = [{"x": np.float32(t), "TimeLimit.truncated": np.bool_(t == 2)} for t in range(3)]
+    trajs = [Trajectory(np.ones((4, 2)), np.arange(3), infos), Trajectory(np.zeros((2, 2)), np.arange(1), None)]
+    path = tmp_path / "p3.pkl"
+    path.write_bytes(pickle.dumps(trajs, protocol=3))
+    source = read_source(path)
+    batch = source.batch
+    assert source.format == "imitation-pickle-P3" and batch.lengths.tolist() == [3, 1] and batch.rews is None
+    assert batch.infos[:3] == [{"x": 0.0, "TimeLimit.truncated": False}, {"x": 1.0, "TimeLimit.truncated": False}, {"x": 2.0, "TimeLimit.truncated": True}]
+    assert batch.infos[3] is None
+    assert batch.truncated.tolist() == [True, False] and batch.termination_known.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_p5_every_pickle_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: int) -> None:
+    _, TrajectoryWithRew = _imitation_classes(monkeypatch, "imitation.data.types")
+    obs = np.arange(10, dtype=np.float32).reshape(5, 2)
+    traj = TrajectoryWithRew(obs, np.arange(4), None, np.full(4, 0.5))
+    state = {**traj.__dict__, "terminal": False}
+    object.__setattr__(traj, "__dict__", state)  # P5's state dict: the P4 fields plus `terminal`
+    path = tmp_path / "p5.pkl"
+    path.write_bytes(pickle.dumps([traj], protocol=protocol))
+    source = read_source(path)
+    assert source.format == "imitation-pickle-P5"
+    np.testing.assert_array_equal(source.batch.obs, obs)
+    assert source.batch.obs.dtype == np.float32 and source.batch.rews.sum() == 2.0
+    assert source.batch.terminated.tolist() == [False]
 
 
 # ----------------------------------------------------------------------------- hostile input

@@ -95,6 +95,8 @@ def read(path: Path) -> SourceRead:
             raise DataError(f"trajectory {i}: {t.obs.shape[0]} observations for {lengths[i]} actions (expected {lengths[i] + 1})")
         if t.rews is not None and _numeric(i, "rews", t.rews).shape[0] != lengths[i]:
             raise DataError(f"trajectory {i}: {t.rews.shape[0]} rewards for {lengths[i]} actions")
+        if t.infos is not None and not isinstance(t.infos, (list, tuple, np.ndarray)):
+            raise DataError(f"trajectory {i}: infos is a {type(t.infos).__name__}, not a sequence")
         if t.infos is not None and len(t.infos) != lengths[i]:
             raise DataError(f"trajectory {i}: {len(t.infos)} infos for {lengths[i]} actions")
         if not isinstance(t.terminal, (bool, np.bool_)):
