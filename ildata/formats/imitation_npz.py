@@ -28,7 +28,7 @@ from ildata.episode import DataError
 from ildata.formats import SourceRead
 from ildata.formats.imitation_common import make_read
 
-try:  # ISA-L inflate: same API as zlib, 2-3x faster (see `_member_bytes`)
+try:  # ISA-L inflate: same API as zlib, 2-3x faster (see `_member_raw`)
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a declared dependency
     _zlib = zlib
