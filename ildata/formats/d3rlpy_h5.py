@@ -202,25 +202,32 @@ def read(path: Path) -> SourceRead:
     import h5py
 
     try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
+        with h5py.File(path, "r") as h5:
+            return _read_file(h5)
+    except OSError as exc:  # truncated or corrupted HDF5
         raise DataError(f"not a readable HDF5 file ({exc})") from exc
-    with h5:
-        version = _text(h5["version"][()])
-        if version != DATASET_VERSION:
-            raise DataError(f"d3rlpy dataset version {version} is not supported (expected {DATASET_VERSION})")
-        columns = [_text(c) for c in h5["columns"][()]]
-        missing = [c for c in COLUMNS if c not in columns]
-        if missing:
-            raise DataError(f"d3rlpy dump has no {missing[0]!r} column")
-        n_episodes = int(h5["num_episodes"][()])
-        if n_episodes < 1:
-            raise DataError("d3rlpy dump has no episodes")
-        episodes = [_read_episode(h5, i) for i in range(n_episodes)]
-        extra = h5.get(ILDATA)
-        if isinstance(extra, h5py.Group) and "meta" in extra.attrs:
-            return _read_ildata(episodes, extra)
-        return _read_foreign(episodes)
+
+
+def _read_file(h5: Any) -> SourceRead:
+    import h5py
+
+    if not all(k in h5 for k in ("columns", "num_episodes", "version")):
+        raise DataError("not a d3rlpy dump (no columns/num_episodes/version datasets)")
+    version = _text(h5["version"][()])
+    if version != DATASET_VERSION:
+        raise DataError(f"d3rlpy dataset version {version} is not supported (expected {DATASET_VERSION})")
+    columns = [_text(c) for c in h5["columns"][()]]
+    missing = [c for c in COLUMNS if c not in columns]
+    if missing:
+        raise DataError(f"d3rlpy dump has no {missing[0]!r} column")
+    n_episodes = int(h5["num_episodes"][()])
+    if n_episodes < 1:
+        raise DataError("d3rlpy dump has no episodes")
+    episodes = [_read_episode(h5, i) for i in range(n_episodes)]
+    extra = h5.get(ILDATA)
+    if isinstance(extra, h5py.Group) and "meta" in extra.attrs:
+        return _read_ildata(episodes, extra)
+    return _read_foreign(episodes)
 
 
 def _text(value: Any) -> str:

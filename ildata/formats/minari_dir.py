@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ildata.episode import DataError, EpisodeBatch, Obs, flatten_obs, obs_len, unflatten_obs
+from ildata.episode import DataError, EpisodeBatch, flatten_obs, obs_len, unflatten_obs
 from ildata.formats import SourceRead
 
 if TYPE_CHECKING:  # imported lazily at run time: the data layer never pays for them on import
@@ -186,8 +186,8 @@ def read(path: Path) -> SourceRead:
     act_space = _deserialize_space(meta["action_space"])
     jpeg = bool(meta.get("jpeg_encoding", True))
     fmt = meta["data_format"]
-    n_episodes = int(meta.get("total_episodes", 0))
-    if n_episodes < 1:
+    n_episodes = meta.get("total_episodes", 0)
+    if not isinstance(n_episodes, int) or n_episodes < 1:
         raise DataError("Minari dataset has no episodes")
     if fmt == "hdf5":
         raw = _read_hdf5(data, n_episodes, obs_space, act_space, jpeg)
@@ -254,7 +254,7 @@ def _read_arrow(data: Path, fmt: str, n_episodes: int, obs_space, act_space, jpe
                         tables.append((d.name, pa.ipc.open_file(source).read_all()))
                 else:
                     tables.append((d.name, pq.read_table(part)))
-            except pa.ArrowInvalid as exc:
+            except (pa.ArrowInvalid, OSError) as exc:
                 raise DataError(f"{part.relative_to(data)}: {exc}") from exc
     # Rows per episode (an episode may be split into several part files).
     rows = np.zeros(n_episodes, dtype=np.int64)
