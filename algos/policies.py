@@ -298,3 +298,17 @@ def format_report(report: dict[str, Any]) -> str:
             f" (random {report['random_return']:.2f}, expert {report['expert_return']:.2f})"
         )
     return line
+
+
+def p_value_not_above(returns: Any, threshold: float) -> float:
+    """One-sided t-test p-value for "the true mean return is at most `threshold`".
+
+    A small value is evidence the policy beats the bar; with identical returns (a deterministic
+    policy in a deterministic env) the answer is 0 or 1 directly, since the test is undefined.
+    """
+    from scipy import stats
+
+    values = np.asarray(returns, dtype=np.float64)
+    if np.ptp(values) == 0:
+        return 0.0 if values[0] > threshold else 1.0
+    return float(stats.ttest_1samp(values, threshold, alternative="greater").pvalue)

@@ -123,6 +123,12 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         return build_dataclass(hint, value, key)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads `3e-4` as a string: accept what Python reads as a number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
         raise DataError(f"{key}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
     return value

@@ -73,7 +73,11 @@ def obs_features(obs: Obs, space: Any) -> np.ndarray:
             parts.extend(_one_hot(x[:, j], int(n)) for j, n in enumerate(np.ravel(leaf.nvec)))
         else:
             parts.append(x.reshape(x.shape[0], -1).astype(np.float32, copy=False))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    if len(parts) > 1:
+        return np.concatenate(parts, axis=1)
+    # A float32 Box is passed through as a view; a read-only one (a memory-mapped store) is copied
+    # because torch.from_numpy refuses to share read-only memory safely.
+    return parts[0] if parts[0].flags.writeable else parts[0].copy()
 
 
 @dataclass

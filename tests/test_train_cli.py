@@ -1,0 +1,154 @@
+"""`ildata train` / `ildata eval` end to end: the README's main command, run folders, reproducibility, bad recipes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import ildata
+from algos.policies import load_policy, p_value_not_above
+from algos.recipe import load_recipe
+from ildata.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "bc-cartpole.yaml"
+RUN_FILES = {"config.yaml", "dataset.json", "versions.json", "metrics.csv", "curve.png", "policy", "eval.json"}
+
+
+def test_main_command_trains_bc_cartpole_to_95_percent_in_under_2_minutes(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    assert main(["train", str(RECIPE), "--out", str(out)]) == 0
+    elapsed = time.perf_counter() - started
+    assert elapsed < 120, f"the README's main command took {elapsed:.0f}s"
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    report = json.loads((out / "eval.json").read_text())
+    expert = report["expert_return"]
+    assert expert == 500.0 and report["n"] == 20
+    assert p_value_not_above(report["returns"], 0.95 * expert) < 0.05, report
+    assert report["normalized_score"] == pytest.approx((report["mean"] - report["random_return"]) / (expert - report["random_return"]))
+    # dataset.json pins the exact data; config.yaml is the resolved recipe and reruns as one.
+    ds = ildata.load(ROOT / "datasets" / "cartpole-expert")
+    assert json.loads((out / "dataset.json").read_text())["fingerprint"] == ds.fingerprint
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["config"]["hidden"] == [32, 32] and resolved["config"]["ent_weight"] == 0.001
+    assert load_recipe(out / "config.yaml").config == load_recipe(RECIPE).config
+    with (out / "metrics.csv").open() as f:
+        header = f.readline().strip().split(",")
+    assert {"step", "loss", "neglogp", "entropy", "prob_true_act", "rollout_return_mean"} <= set(header)
+    assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    # `ildata eval` on the run folder prints the same evaluation.
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "20", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["returns"] == report["returns"] and again["normalized_score"] == report["normalized_score"]
+    # The saved policy is a plain callable obs -> action.
+    policy = load_policy(out)
+    obs = ds.transitions().obs[:100]
+    assert (policy(obs) == ds.transitions().acts[:100]).mean() > 0.8
+    assert policy(obs[0]) in (0, 1)
+
+
+def test_same_recipe_and_seed_give_identical_metrics(tmp_path: Path) -> None:
+    short = ["--set", "config.n_steps=300", "--set", "config.log_interval=50", "--set", "config.rollout_interval=150",
+             "--set", "config.rollout_episodes=2", "--set", "eval.episodes=2", "--quiet"]
+    csvs = []
+    for name in ("a", "b"):
+        assert main(["train", str(RECIPE), "--out", str(tmp_path / name), *short]) == 0
+        csvs.append((tmp_path / name / "metrics.csv").read_text())
+    assert csvs[0] == csvs[1] and len(csvs[0].splitlines()) == 7
+    assert main(["train", str(RECIPE), "--out", str(tmp_path / "c"), *short, "--set", "seed=1"]) == 0
+    assert (tmp_path / "c" / "metrics.csv").read_text() != csvs[0]
+
+
+def write_recipe(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load(RECIPE.read_text())
+    data["dataset"] = str(ROOT / "datasets" / "cartpole-expert")
+    for key, value in changes.items():
+        node = data
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = node[part]
+        if value is None:
+            node.pop(leaf)
+        else:
+            node[leaf] = value
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"config__n_step": 10}, "config.n_step: unknown key"),
+        ({"epochs": 3}, "epochs: unknown key"),
+        ({"config__batch_size": "big"}, "config.batch_size: expected int"),
+        ({"config__lr": True}, "config.lr: expected float"),
+        ({"config__hidden": [32, "x"]}, "config.hidden[1]: expected int"),
+        ({"config__head": "gaussian"}, "config.head"),
+        ({"config__backend": "jax"}, "config.backend: must be one of"),
+        ({"config__n_steps": 0}, "config.n_steps: must be at least 1"),
+        ({"eval__episodes": 2.5}, "eval.episodes: expected int"),
+        ({"algo": "gail"}, "algo: unknown algorithm 'gail'"),
+        ({"algo": None}, "algo: required key is missing"),
+        ({"dataset": "/nonexistent/data"}, "dataset: /nonexistent/data does not exist"),
+        ({"env": "Pendulum-v1"}, "env: Pendulum-v1 has observation space"),
+        ({"env": "NoSuchEnv-v9"}, "env:"),
+    ],
+)
+def test_bad_recipe_is_one_line_naming_the_key_before_training(tmp_path: Path, capsys, changes: dict, needle: str) -> None:
+    recipe = write_recipe(tmp_path, **changes)
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    assert main(["train", str(recipe), "--out", str(out)]) == 2
+    assert time.perf_counter() - started < 20  # rejected before any training
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ildata: error: {recipe}: ") and needle in err[0], err
+    assert not out.exists() and not (tmp_path / "run.tmp").exists()
+
+
+def test_set_overrides_are_typed_and_checked(tmp_path: Path, capsys) -> None:
+    recipe = load_recipe(RECIPE, ["config.hidden=[64, 64]", "config.lr=3e-4", "eval.episodes=5"])
+    assert recipe.config.hidden == [64, 64] and recipe.config.lr == 3e-4 and recipe.eval.episodes == 5
+    assert main(["train", str(RECIPE), "--set", "config.hiden=[8]", "--out", str(tmp_path / "r")]) == 2
+    assert "config.hiden: unknown key" in capsys.readouterr().err
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo: bc\nconfig: [unclosed\n")
+    assert main(["train", str(bad)]) == 2
+    assert main(["train", str(tmp_path / "none.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "invalid YAML" in err[0] and "no such recipe file" in err[1]
+
+
+def test_eval_policy_zip_and_random_with_dataset_references(tmp_path: Path, capsys) -> None:
+    dataset = ROOT / "datasets" / "cartpole-expert"
+    expert = ROOT.parent / "shared" / "fixtures" / "experts" / "ppo-cartpole-v1-sb3.zip"
+    assert main(["eval", "random", "--env", "CartPole-v1", "--episodes", "10", "--dataset", str(dataset), "--json"]) == 0
+    random_report = json.loads(capsys.readouterr().out)
+    assert abs(random_report["normalized_score"]) < 0.1
+    assert main(["eval", str(expert), "--env", "seals/CartPole-v0", "--episodes", "3", "--dataset", str(dataset)]) == 0
+    assert "normalised score 1.000" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path), "--env", "CartPole-v1"]) == 2
+    assert "policy.json" in capsys.readouterr().err
+
+
+def test_interrupted_run_leaves_no_run_folder(tmp_path: Path, monkeypatch) -> None:
+    from algos import bc
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(bc.BC, "save", boom)
+    with pytest.raises(RuntimeError):
+        main(["train", str(RECIPE), "--out", str(tmp_path / "run"), "--set", "config.n_steps=10", "--quiet"])
+    assert list(tmp_path.iterdir()) == []
