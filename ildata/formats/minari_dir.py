@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
@@ -242,26 +243,30 @@ def _read_arrow(data: Path, fmt: str, n_episodes: int, obs_space, act_space, jpe
     import pyarrow.parquet as pq
 
     dirs = _episode_dirs(data, n_episodes)
-    tables = []
-    for d in dirs:
+    files: list[tuple[int, Path]] = []
+    for i, d in enumerate(dirs):
         parts = sorted(d.glob(f"*.{fmt}"))
         if not parts:
             raise DataError(f"episode folder {d.name} has no .{fmt} file")
-        for part in parts:
-            try:
-                if fmt == "arrow":
-                    with pa.memory_map(str(part)) as source:
-                        tables.append((d.name, pa.ipc.open_file(source).read_all()))
-                else:
-                    tables.append((d.name, pq.read_table(part)))
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise DataError(f"{part.relative_to(data)}: {exc}") from exc
+        files += [(i, part) for part in parts]
+
+    def read_file(part: Path) -> "pa.Table":
+        try:
+            if fmt == "arrow":
+                with pa.memory_map(str(part)) as source:
+                    return pa.ipc.open_file(source).read_all()
+            return pq.read_table(part, use_threads=False)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{part.relative_to(data)}: {exc}") from exc
+
+    # Files decode in parallel: pyarrow releases the GIL (parquet decoding dominates).
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        tables = list(pool.map(read_file, [part for _, part in files]))
     # Rows per episode (an episode may be split into several part files).
     rows = np.zeros(n_episodes, dtype=np.int64)
-    for name, table in tables:
-        rows[int(name)] += table.num_rows
+    np.add.at(rows, np.array([i for i, _ in files]), [t.num_rows for t in tables])
     try:
-        table = pa.concat_tables([t for _, t in tables])
+        table = pa.concat_tables(tables)
     except pa.ArrowInvalid as exc:
         raise DataError(f"episodes have different columns or types: {exc}") from exc
     for column in ("observations", "actions", "rewards", "terminations", "truncations"):
@@ -362,10 +367,16 @@ def _arrow_seeds(dirs: list[Path]) -> np.ndarray | None:
 def _read_hdf5(data: Path, n_episodes: int, obs_space, act_space, jpeg: bool) -> _Raw:
     import h5py
 
-    obs_leaves = list(_leaves(obs_space))
     _check_action_space(act_space)
-    obs_parts: dict[str, list[np.ndarray]] = {".".join(p): [] for p, _, _ in obs_leaves}
-    acts, rews, terms, truncs, infos = [], [], [], [], []
+    # (output key, dataset path in an episode group, row shape, JPEG-encoded?), decided once.
+    columns = [
+        (".".join(p), "/".join(("observations",) + h5_path), _leaf_shape(s), jpeg and _is_image(s))
+        for p, h5_path, s in _leaves(obs_space)
+    ]
+    columns.append(("actions", "actions", _leaf_shape(act_space), jpeg and _is_image(act_space)))
+    columns += [(key, key, (), False) for key in ("rewards", "terminations", "truncations")]
+    parts: dict[str, list[np.ndarray]] = {key: [] for key, _, _, _ in columns}
+    infos = []
     lengths = np.zeros(n_episodes, dtype=np.int64)
     seeds = np.full(n_episodes, -1, dtype=np.int64)
     file_path = data / HDF5_FILE
@@ -381,26 +392,25 @@ def _read_hdf5(data: Path, n_episodes: int, obs_space, act_space, jpeg: bool) ->
             group = h5.get(f"episode_{i}")
             if not isinstance(group, h5py.Group):
                 raise DataError(f"{HDF5_FILE} has no group episode_{i}")
-            for p, h5_path, s in obs_leaves:
-                obs_parts[".".join(p)].append(_hdf5_leaf(group, ("observations",) + h5_path, s, jpeg))
-            acts.append(_hdf5_leaf(group, ("actions",), act_space, jpeg))
-            for key, out in (("rewards", rews), ("terminations", terms), ("truncations", truncs)):
-                if key not in group:
-                    raise DataError(f"episode_{i} has no {key}")
-                out.append(np.asarray(group[key][()]).reshape(-1))
-            lengths[i] = len(acts[-1])
+            for key, path, shape, encoded in columns:
+                values = _h5_read(group, path)
+                if encoded and (values.dtype == object or values.ndim != len(shape) + 1):
+                    values = _decode_jpegs(list(values), shape)
+                parts[key].append(values.reshape(len(values), *shape))
+            lengths[i] = len(parts["actions"][-1])
             if "infos" in group:
                 infos.append(_hdf5_infos(group["infos"]))
             if "seed" in group.attrs:
                 seeds[i] = int(group.attrs["seed"])
     if infos and len(infos) != n_episodes:
         raise DataError("some episodes have infos and others do not")
+    arrays = {key: np.concatenate(values) for key, values in parts.items()}
     return _Raw(
-        obs={k: np.concatenate(v) for k, v in obs_parts.items()},
-        acts=np.concatenate(acts),
-        rews=np.concatenate(rews),
-        terms=np.concatenate(terms).astype(bool),
-        truncs=np.concatenate(truncs).astype(bool),
+        obs={key: arrays[key] for key, path, _, _ in columns if path.startswith("observations")},
+        acts=arrays["actions"],
+        rews=arrays["rewards"],
+        terms=arrays["terminations"].astype(bool),
+        truncs=arrays["truncations"].astype(bool),
         infos=_concat_nested(infos) if infos else None,
         lengths=lengths,
         padded=False,
@@ -408,15 +418,21 @@ def _read_hdf5(data: Path, n_episodes: int, obs_space, act_space, jpeg: bool) ->
     )
 
 
-def _hdf5_leaf(group: "h5py.Group", path: tuple[str, ...], space: "gym.Space", jpeg: bool) -> np.ndarray:
-    key = "/".join(path)
-    if key not in group:
-        raise DataError(f"{group.name} has no {key}")
-    values = group[key][()]
-    shape = _leaf_shape(space)
-    if jpeg and _is_image(space) and (values.dtype == object or values.ndim != len(shape) + 1):
-        return _decode_jpegs(list(values), shape)
-    return np.asarray(values).reshape(len(values), *shape)
+def _h5_read(group: "h5py.Group", path: str) -> np.ndarray:
+    """A whole dataset through h5py's low-level API, which halves the per-call overhead of
+    `group[path][()]`: it dominates minari files, which hold several small datasets per episode."""
+    from h5py import h5d, h5s
+
+    try:
+        dataset = h5d.open(group.id, path.encode())
+    except KeyError:
+        raise DataError(f"{group.name} has no {path}") from None
+    if dataset.dtype.hasobject or not dataset.shape:  # strings, JPEG bytes, scalars
+        return np.asarray(group[path][()])
+    out = np.empty(dataset.shape, dtype=dataset.dtype)
+    if out.size:
+        dataset.read(h5s.ALL, h5s.ALL, out)
+    return out
 
 
 def _hdf5_infos(group: "h5py.Group") -> dict[str, Any]:
