@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,14 @@ WRITERS: dict[str, str] = {
 }
 
 Stage = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    """What `convert(..., to=<other format>)` wrote, and what that format could not keep."""
+
+    path: Path
+    notes: list[str]
 
 
 def _noop(_: str) -> None:
@@ -93,12 +102,12 @@ def convert(
     stage: Stage = _noop,
 ):
     """Convert `src` (detected by content) into `dst`; returns the new TrajectoryDataset
-    (or, for `to` other than "ildata", the path written)."""
+    (or, for `to` other than "ildata", an ExportResult)."""
     from ildata.store import Provenance, load, sha256_path, write_dataset
 
     if to not in WRITERS:
         raise DataError(f"unknown output format {to!r} (choose from {', '.join(WRITERS)})")
-    dst = Path(dst)
+    dst = resolve_source(dst) if to == "minari" else Path(dst)
     if dst.exists() and not overwrite:
         raise DataError("already exists (pass --overwrite to replace it)", subject=dst)
     path = resolve_source(src)
@@ -155,10 +164,14 @@ def convert(
         )
         stage(f"exporting to {to}")
         out = work / "out"
-        writer.write(ds, out)
+        # Minari names a dataset by its path under the Minari root, not by the temporary folder.
+        options = {"dataset_id": writer.dataset_id_for(dst)} if to == "minari" else {}
+        notes = writer.write(ds, out, **options) or []
         if dst.exists():
             shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
         os.replace(out, dst)
+        if to == "minari":
+            writer.register_namespace(dst, options["dataset_id"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return dst
+    return ExportResult(path=dst, notes=[*source.notes, *notes])

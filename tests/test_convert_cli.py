@@ -152,3 +152,26 @@ def test_env_spaces_are_taken_when_the_source_has_none(tmp_path):
     assert space.dtype == np.float64 and space.shape == (3,)  # data dtype kept, env bounds used
     assert space.high.tolist() == [1.0, 1.0, 8.0]
     assert ds.action_space.shape == (1,) and ds.env_id == "Pendulum-v1"
+
+
+def test_convert_to_minari_by_dataset_id(tmp_path, monkeypatch):
+    import os
+
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"))
+    src = FIXTURES / "n1-cartpole-v1-final.npz"
+    done = subprocess.run(
+        [sys.executable, "-m", "ildata.cli", "convert", str(src), "minari:ildata/cartpole-v0", "--to", "minari", "--env", "CartPole-v1"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "note:" in done.stderr  # what minari cannot represent is said
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    import minari
+
+    assert "ildata/cartpole-v0" in minari.list_local_datasets()
+    dataset = minari.load_dataset("ildata/cartpole-v0")
+    assert dataset.total_episodes == 57 and dataset.total_steps == 26964
+    back = ildata.convert("minari:ildata/cartpole-v0", tmp_path / "back")
+    original = ildata.convert(src, tmp_path / "orig")
+    np.testing.assert_array_equal(back.transitions().obs, original.transitions().obs)
+    assert not back.episode_column("termination_known").any()  # the unknown flag survives the trip

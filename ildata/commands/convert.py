@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         )
     elapsed = time.perf_counter() - started
     if args.to != "ildata":
-        console.print(f"wrote {args.to} dataset {result} in {elapsed:.2f}s")
+        console.print(f"wrote {args.to} dataset {result.path} in {elapsed:.2f}s")
+        for note in result.notes:
+            console.print(f"  note: {note}")
         return 0
     ds = result
     info = ds.info

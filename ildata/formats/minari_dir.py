@@ -636,11 +636,11 @@ def write(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _register_namespace(dst, dataset_id)
+    register_namespace(dst, dataset_id)
     return notes
 
 
-def _register_namespace(dst: Path, dataset_id: str) -> None:
+def register_namespace(dst: Path, dataset_id: str) -> None:
     """Give a new namespace under the Minari root the marker file `minari.create_dataset_*`
     writes (`list_local_namespaces` looks for it); datasets elsewhere have no namespace."""
     namespace, _, _ = dataset_id.rpartition("/")
