@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ildata.envs import env_spaces
 from ildata.episode import DataError
 from ildata.formats import SourceRead, read_source
 
@@ -44,17 +45,6 @@ def resolve_source(src: str | Path) -> Path:
 
         return resolve_minari_spec(src)
     return Path(src)
-
-
-def env_spaces(env_id: str) -> tuple[Any, Any]:
-    """Observation and action space of a registered gymnasium env."""
-    from ildata.envs import make_env
-
-    env = make_env(env_id)
-    try:
-        return env.observation_space, env.action_space
-    finally:
-        env.close()
 
 
 def read(src: str | Path, *, env_id: str | None = None) -> tuple[SourceRead, Path]:

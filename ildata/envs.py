@@ -34,3 +34,12 @@ def make_env(env_id: str, **kwargs: Any):
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:
         raise DataError(f"cannot make env {env_id!r}: {exc}") from None
+
+
+def env_spaces(env_id: str) -> tuple[Any, Any]:
+    """(observation_space, action_space) of one instance of `env_id`."""
+    env = make_env(env_id)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
