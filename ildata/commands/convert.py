@@ -26,13 +26,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ildata.conversion import convert
 
     args.error_subject = args.src
     console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     started = time.perf_counter()
-    with console.status("converting") as status:
+    # Stages convert() reports, in order; the bar advances once per stage (shown only on a terminal).
+    stages = 2 + (args.fixed_horizon is not None) + (args.to != "ildata")
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("converting", total=stages)
+
+        def stage(name: str) -> None:
+            if progress.tasks[task].description != "converting":
+                progress.advance(task)
+            progress.update(task, description=f"{name} {args.src}")
+
         result = convert(
             args.src,
             args.dst,
@@ -41,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
             env_id=args.env_id,
             fixed_horizon=args.fixed_horizon,
             horizon=args.horizon,
-            stage=lambda name: status.update(f"{name} {args.src}"),
+            stage=stage,
         )
+        progress.update(task, completed=stages)
     elapsed = time.perf_counter() - started
     if args.to != "ildata":
         console.print(f"wrote {args.to} dataset {result.path} in {elapsed:.2f}s")
