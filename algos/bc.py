@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -171,6 +171,9 @@ class BC(Algorithm):
     """Behavioural cloning from a store's transitions."""
 
     Config = BCConfig
+    # How minibatches are drawn; a class attribute so the throughput benchmark can time or
+    # swap it (benchmarks/bc_throughput.py) without a second copy of the training loop.
+    sampler_cls: ClassVar[type[TransitionSampler]] = TransitionSampler
 
     def __init__(self, config: BCConfig, *, observation_space: Any, action_space: Any, seed: int = 0) -> None:
         super().__init__(config, observation_space=observation_space, action_space=action_space, seed=seed)
@@ -191,7 +194,7 @@ class BC(Algorithm):
             mean, std = feature_moments(transitions.obs, self.observation_space)
             self.net.obs_mean.copy_(torch.from_numpy(mean))
             self.net.obs_std.copy_(torch.from_numpy(std))
-        sampler = TransitionSampler(transitions, self.observation_space, self.action_space, cfg.batch_size, self.seed)
+        sampler = self.sampler_cls(transitions, self.observation_space, self.action_space, cfg.batch_size, self.seed)
         optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr)
         sums: dict[str, float] = {}
         count = 0

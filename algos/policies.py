@@ -157,6 +157,7 @@ def load_sb3(path: str | Path, env_id: str, deterministic: bool = True) -> SB3Po
         lr_schedule=lambda _: 0.0,
         clip_range=0.2,
         exploration_schedule=lambda _: 0.0,
+        train_freq=1,  # off-policy algorithms rebuild a TrainFreq from it; unused for inference
     )
     candidates = _SB3_ALGOS[module_name]
     if len(candidates) > 1:  # PPO and A2C share policies; only PPO saves a clip range
