@@ -19,7 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 from algos.base import quiet_import
-from ildata.collect import RandomPolicy, make_env, returns_summary, rollout
+from ildata.collect import RandomPolicy, returns_summary, rollout
+from ildata.envs import env_spaces
 from ildata.episode import DataError, Obs, flatten_obs
 from ildata.spaces import space_from_dict, space_to_dict
 
@@ -139,9 +140,7 @@ def load_sb3(path: str | Path, env_id: str, deterministic: bool = True) -> SB3Po
             data = json.loads(zf.read("data"))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a stable-baselines3 zip ({exc})") from None
-    env = make_env(env_id)
-    observation_space, action_space = env.observation_space, env.action_space
-    env.close()
+    observation_space, action_space = env_spaces(env_id)
     module_name, policy_class = _sb3_policy_class(data.get("policy_class", {}))
     custom: dict[str, Any] = {}
     for key, entry in data.items():
@@ -210,11 +209,7 @@ def load_policy(spec: str | Path, *, env_id: str | None = None, deterministic: b
     if str(spec) == "random":
         if env_id is None:
             raise DataError("the random policy needs an env (--env)")
-        env = make_env(env_id)
-        try:
-            return Random(env.observation_space, env.action_space, seed=seed)
-        finally:
-            env.close()
+        return Random(*env_spaces(env_id), seed=seed)
     path = Path(spec)
     if not path.exists():
         raise DataError(f"{path}: no such policy (give a run folder, an SB3 zip or 'random')")
@@ -237,11 +232,7 @@ def load_policy(spec: str | Path, *, env_id: str | None = None, deterministic: b
 
 def check_env_spaces(observation_space: Any, action_space: Any, env_id: str, what: str = "env") -> None:
     """DataError naming `what` when `env_id`'s spaces differ from the data's or policy's."""
-    env = make_env(env_id)
-    try:
-        env_obs, env_act = env.observation_space, env.action_space
-    finally:
-        env.close()
+    env_obs, env_act = env_spaces(env_id)
     for name, mine, theirs in (("observation", observation_space, env_obs), ("action", action_space, env_act)):
         if space_to_dict(mine) != space_to_dict(theirs) and not _compatible(mine, theirs):
             raise DataError(f"{what}: {env_id} has {name} space {theirs}, expected {mine}")

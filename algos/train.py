@@ -62,7 +62,7 @@ def prepare(recipe: Recipe) -> Prepared:
     import ildata
     from algos.base import algorithms, seed_everything
     from algos.policies import check_env_spaces
-    from ildata.collect import env_spaces
+    from ildata.envs import env_spaces
 
     seed_everything(recipe.seed, recipe.threads)
     cls = algorithms()[recipe.algo]

@@ -15,19 +15,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ildata.envs import make_env
+from ildata.envs import env_spaces, make_env
 from ildata.episode import DataError, Episode, flatten_obs, unflatten_obs
 
 PolicyFn = Callable[[Any], np.ndarray]
-
-
-def env_spaces(env_id: str) -> tuple[Any, Any]:
-    """(observation_space, action_space) of one instance of `env_id`."""
-    env = make_env(env_id)
-    try:
-        return env.observation_space, env.action_space
-    finally:
-        env.close()
 
 
 def _episode_seeds_wrapper():

@@ -11,7 +11,8 @@ import pytest
 
 import ildata
 from ildata.cli import main
-from ildata.collect import RandomPolicy, collect, env_spaces, rollout
+from ildata.collect import RandomPolicy, collect, rollout
+from ildata.envs import env_spaces
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 EXPERT = FIXTURES / "experts" / "ppo-cartpole-v1-sb3.zip"
