@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -74,6 +74,25 @@ def _reward_vector(model: TabularModel, reward: np.ndarray | None) -> np.ndarray
 # Soft Bellman backup and occupancy measures
 
 
+def _backup_fh(
+    env: Any, reward: np.ndarray | None, discount: float, value_of: Callable[[np.ndarray], np.ndarray]
+) -> tuple[TabularModel, np.ndarray, np.ndarray]:
+    """Backward induction over the horizon with `V[t] = value_of(Q[t])` (soft or hard max)."""
+    model = as_tabular_model(env)
+    T = np.asarray(model.transition_matrix, dtype=np.float64)
+    r = _reward_vector(model, reward)
+    horizon = int(model.horizon)
+    n_states, n_actions, _ = T.shape
+    V = np.empty((horizon, n_states))
+    Q = np.empty((horizon, n_states, n_actions))
+    Q[horizon - 1] = r[:, None]
+    V[horizon - 1] = value_of(Q[horizon - 1])
+    for t in range(horizon - 2, -1, -1):
+        Q[t] = r[:, None] + discount * (T @ V[t + 1])
+        V[t] = value_of(Q[t])
+    return model, V, Q
+
+
 def mce_partition_fh(
     env: Any, *, reward: np.ndarray | None = None, discount: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,18 +103,7 @@ def mce_partition_fh(
     `V[t, s] = logsumexp_a Q[t, s, a]` and `pi = exp(Q - V)`. `reward` defaults to
     `env.reward_matrix`.
     """
-    model = as_tabular_model(env)
-    T = np.asarray(model.transition_matrix, dtype=np.float64)
-    r = _reward_vector(model, reward)
-    horizon = int(model.horizon)
-    n_states, n_actions, _ = T.shape
-    V = np.empty((horizon, n_states))
-    Q = np.empty((horizon, n_states, n_actions))
-    Q[horizon - 1] = r[:, None]
-    V[horizon - 1] = logsumexp(Q[horizon - 1], axis=1)
-    for t in range(horizon - 2, -1, -1):
-        Q[t] = r[:, None] + discount * (T @ V[t + 1])
-        V[t] = logsumexp(Q[t], axis=1)
+    _, V, Q = _backup_fh(env, reward, discount, lambda q: logsumexp(q, axis=1))
     pi = np.exp(Q - V[:, :, None])
     return V, Q, pi
 
@@ -141,19 +149,8 @@ def optimal_partition_fh(
     `pi[t, s]` is deterministic (one-hot on the first maximising action), the optimal policy of
     the finite-horizon MDP.
     """
-    model = as_tabular_model(env)
-    T = np.asarray(model.transition_matrix, dtype=np.float64)
-    r = _reward_vector(model, reward)
-    horizon = int(model.horizon)
-    n_states, n_actions, _ = T.shape
-    V = np.empty((horizon, n_states))
-    Q = np.empty((horizon, n_states, n_actions))
-    Q[horizon - 1] = r[:, None]
-    V[horizon - 1] = r
-    for t in range(horizon - 2, -1, -1):
-        Q[t] = r[:, None] + discount * (T @ V[t + 1])
-        V[t] = Q[t].max(axis=1)
-    pi = np.eye(n_actions)[Q.argmax(axis=2)]
+    _, V, Q = _backup_fh(env, reward, discount, lambda q: q.max(axis=1))
+    pi = np.eye(Q.shape[2])[Q.argmax(axis=2)]
     return V, Q, pi
 
 

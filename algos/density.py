@@ -1,0 +1,303 @@
+"""Density-based reward: the log density of the demonstrations' states (or state-actions, or
+state-next-states) under scikit-learn's `KernelDensity`, as in imitation's density baseline.
+
+Fitting is offline. The learned reward can then (a) train a stable-baselines3 PPO policy in the
+env through `LearnedRewardWrapper`, which replaces the env's reward, and (b) relabel a dataset's
+rewards into a new dataset (`relabel`). Features are standardised with scikit-learn's
+`StandardScaler` (kernel bandwidths then mean the same thing in every dimension); Discrete parts
+are one-hot. A stationary model fits one KDE on every step; a per-timestep model fits one KDE per
+step index t (steps past the longest demonstration use the last one).
+
+Saved models hold the features the KDEs were fitted on (`.npz`, no pickle) and are refitted on
+load: fitting a KDE only stores its data, so the result is identical.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from algos.base import Algorithm, LogFn, register
+from algos.mce_irl import run_positions
+from algos.policies import SB3Policy, load_sb3, write_policy_meta
+from algos.sampler import obs_features
+from ildata.envs import make_env
+from ildata.episode import DataError, Obs, map_obs
+
+FEATURES = ("state", "state_action", "state_state")
+
+
+@dataclass
+class DensityConfig:
+    """Density reward settings; a recipe's `config:` section maps onto these fields one-to-one."""
+
+    features: str = "state"  # state | state_action | state_state (next state)
+    stationary: bool = True  # False: one KDE per timestep
+    kernel: str = "gaussian"  # any sklearn KernelDensity kernel
+    bandwidth: float = 0.5  # in standardised units when `standardise`
+    standardise: bool = True
+    max_samples: int = 20000  # transitions the KDEs keep (a uniform subsample beyond that)
+    # PPO on the learned reward (0 timesteps: learn the reward only).
+    ppo_timesteps: int = 0
+    ppo_n_steps: int = 1024
+    ppo_batch_size: int = 64
+    ppo_learning_rate: float = 3e-4
+    ppo_gamma: float = 0.99
+    ppo_n_epochs: int = 10
+    ppo_ent_coef: float = 0.0
+    # Scale the learned reward by a running std of returns (SB3 VecNormalize): log densities of
+    # states far from the demonstrations reach -1e4 and more, which the value net cannot fit.
+    ppo_normalize_reward: bool = True
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise DataError(f"features: must be one of {', '.join(FEATURES)}, got {self.features!r}")
+        kernels = ("gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine")
+        if self.kernel not in kernels:
+            raise DataError(f"kernel: must be one of {', '.join(kernels)}, got {self.kernel!r}")
+        if not self.bandwidth > 0:
+            raise DataError(f"bandwidth: must be positive, got {self.bandwidth}")
+        if self.max_samples < 1 or self.ppo_timesteps < 0:
+            raise DataError("max_samples must be >= 1 and ppo_timesteps >= 0")
+
+
+def _batch_of_one(x: Any) -> Any:
+    return map_obs(x, lambda leaf: np.asarray(leaf)[None])
+
+
+class LearnedRewardWrapper(gym.Wrapper):
+    """Replaces the env's reward with `reward_fn(obs, acts, next_obs, t=...)` on batches of one.
+
+    The env's own reward is kept in `info["env_reward"]`; put a `Monitor` inside this wrapper to
+    record true returns while the learner sees the learned reward.
+    """
+
+    def __init__(self, env: gym.Env, reward_fn: Callable[..., np.ndarray]) -> None:
+        super().__init__(env)
+        self.reward_fn = reward_fn
+        self._obs: Any = None
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._obs, self._t = obs, 0
+        return obs, info
+
+    def step(self, action: Any):
+        next_obs, env_reward, terminated, truncated, info = self.env.step(action)
+        reward = self.reward_fn(
+            _batch_of_one(self._obs), np.asarray(action)[None], _batch_of_one(next_obs), t=np.array([self._t])
+        )
+        info = {**info, "env_reward": env_reward}
+        self._obs, self._t = next_obs, self._t + 1
+        return next_obs, float(reward[0]), terminated, truncated, info
+
+
+@register("density")
+class DensityReward(Algorithm):
+    """KDE log-density reward learned offline from demonstrations; optionally PPO on it."""
+
+    Config = DensityConfig
+
+    def __init__(self, config: DensityConfig, *, observation_space: Any, action_space: Any, seed: int = 0) -> None:
+        super().__init__(config, observation_space=observation_space, action_space=action_space, seed=seed)
+        self.samples: np.ndarray | None = None  # raw features the KDEs were fitted on
+        self.sample_steps: np.ndarray | None = None  # their timesteps
+        self.scaler: Any = None
+        self.kdes: list[Any] = []
+        self.env_id: str | None = None
+
+    # ---- features and the density model
+    def features(self, obs: Obs, acts: np.ndarray | None = None, next_obs: Obs | None = None) -> np.ndarray:
+        """Feature rows for a batch of transitions, as `config.features` asks."""
+        parts = [obs_features(obs, self.observation_space)]
+        if self.config.features == "state_action":
+            if acts is None:
+                raise DataError("the state_action density reward needs actions")
+            parts.append(obs_features(np.asarray(acts), self.action_space))
+        elif self.config.features == "state_state":
+            if next_obs is None:
+                raise DataError("the state_state density reward needs next observations")
+            parts.append(obs_features(next_obs, self.observation_space))
+        return np.concatenate(parts, axis=1).astype(np.float64)
+
+    def _fit_density(self, samples: np.ndarray, steps: np.ndarray) -> None:
+        from sklearn.neighbors import KernelDensity
+        from sklearn.preprocessing import StandardScaler
+
+        cfg = self.config
+        self.samples, self.sample_steps = samples, steps
+        self.scaler = StandardScaler().fit(samples) if cfg.standardise else None
+        x = self.scaler.transform(samples) if self.scaler is not None else samples
+        groups = [np.ones(len(x), dtype=bool)] if cfg.stationary else [steps == t for t in range(int(steps.max()) + 1)]
+        self.kdes = [KernelDensity(kernel=cfg.kernel, bandwidth=cfg.bandwidth).fit(x[g]) for g in groups]
+        self.reward = self.log_density
+
+    def log_density(
+        self, obs: Obs, acts: np.ndarray | None = None, next_obs: Obs | None = None, *, t: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The reward: log density of each transition's features (at its timestep `t` if per-timestep)."""
+        if not self.kdes:
+            raise RuntimeError("fit the density before asking for rewards")
+        x = self.features(obs, acts, next_obs)
+        if self.scaler is not None:
+            x = self.scaler.transform(x)
+        if len(self.kdes) == 1:
+            return self.kdes[0].score_samples(x)
+        if t is None:
+            raise DataError("a per-timestep density reward needs the timestep of every transition")
+        steps = np.minimum(np.broadcast_to(np.asarray(t), (x.shape[0],)), len(self.kdes) - 1)
+        out = np.empty(x.shape[0])
+        for step in np.unique(steps):  # one vectorised call per distinct timestep
+            rows = steps == step
+            out[rows] = self.kdes[step].score_samples(x[rows])
+        return out
+
+    # ---- training
+    def fit(self, dataset: Any, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
+        """Fit the KDE(s) on the dataset's transitions; then PPO on the reward if configured."""
+        cfg = self.config
+        tr = dataset.transitions()
+        steps = run_positions(dataset.lengths)
+        rows = np.arange(len(tr))
+        if len(rows) > cfg.max_samples:
+            rows = np.sort(np.random.default_rng(self.seed).choice(len(rows), cfg.max_samples, replace=False))
+        sub = lambda o: map_obs(o, lambda leaf: np.asarray(leaf)[rows])  # noqa: E731
+        self._fit_density(self.features(sub(tr.obs), tr.acts[rows], sub(tr.next_obs)), steps[rows])
+        train_rewards = self.log_density(sub(tr.obs), tr.acts[rows], sub(tr.next_obs), t=steps[rows])
+        metrics = {"demo_mean_log_density": float(train_rewards.mean()), "kde_samples": float(len(rows))}
+        if log is not None:
+            log(0, metrics)
+        self.env_id = env_id or dataset.env_id
+        if cfg.ppo_timesteps > 0:
+            if self.env_id is None:
+                raise DataError("PPO on the density reward needs an env (recipe `env`)")
+            metrics.update(self.train_ppo(self.env_id, log=log))
+        return metrics
+
+    def train_ppo(self, env_id: str, *, log: LogFn | None = None) -> dict[str, float]:
+        """Train SB3 PPO in `env_id` with the env's reward replaced by the learned one."""
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.monitor import Monitor
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+        cfg = self.config
+        venv = DummyVecEnv([lambda: LearnedRewardWrapper(Monitor(make_env(env_id)), self.log_density)])
+        if cfg.ppo_normalize_reward:
+            venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=cfg.ppo_gamma)
+        model = PPO(
+            "MlpPolicy" if not isinstance(self.observation_space, gym.spaces.Dict) else "MultiInputPolicy",
+            venv,
+            n_steps=cfg.ppo_n_steps,
+            batch_size=cfg.ppo_batch_size,
+            learning_rate=cfg.ppo_learning_rate,
+            gamma=cfg.ppo_gamma,
+            n_epochs=cfg.ppo_n_epochs,
+            ent_coef=cfg.ppo_ent_coef,
+            seed=self.seed,
+            device="cpu",
+            verbose=0,
+        )
+        final: dict[str, float] = {}
+
+        class Progress(BaseCallback):
+            """Logs the env's true return (Monitor) and the learned reward PPO optimised."""
+
+            def _on_step(self) -> bool:
+                return True
+
+            def _on_rollout_end(self) -> None:
+                final["ppo_learned_reward_mean"] = float(self.model.rollout_buffer.rewards.mean())
+                if self.model.ep_info_buffer:
+                    final["ppo_env_return_mean"] = float(np.mean([e["r"] for e in self.model.ep_info_buffer]))
+                if log is not None:
+                    log(int(self.model.num_timesteps), dict(final))
+
+        model.learn(total_timesteps=cfg.ppo_timesteps, callback=Progress())
+        self.ppo = model
+        self.policy = SB3Policy(model)
+        return final
+
+    # ---- persistence
+    def save(self, run_dir: Path) -> None:
+        """`density.json` (config, spaces' env), `density.npz` (KDE data); `policy/` if PPO ran."""
+        from ildata.spaces import space_to_dict
+
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(run_dir / "density.npz", samples=self.samples, steps=self.sample_steps)
+        meta = {
+            "algorithm": self.name,
+            "seed": self.seed,
+            "env_id": self.env_id,
+            "config": asdict(self.config),
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+        }
+        (run_dir / "density.json").write_text(json.dumps(meta, indent=2))
+        if getattr(self, "ppo", None) is not None:
+            policy_dir = run_dir / "policy"
+            write_policy_meta(
+                policy_dir, "sb3", self.observation_space, self.action_space, file="model.zip", env_id=self.env_id
+            )
+            self.ppo.save(policy_dir / "model.zip")
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "DensityReward":
+        from ildata.spaces import space_from_dict
+
+        run_dir = Path(run_dir)
+        meta = json.loads((run_dir / "density.json").read_text())
+        algo = cls(
+            DensityConfig(**meta["config"]),
+            observation_space=space_from_dict(meta["observation_space"]),
+            action_space=space_from_dict(meta["action_space"]),
+            seed=int(meta["seed"]),
+        )
+        algo.env_id = meta["env_id"]
+        with np.load(run_dir / "density.npz", allow_pickle=False) as data:
+            algo._fit_density(data["samples"], data["steps"])
+        if (run_dir / "policy" / "model.zip").exists():
+            algo.policy = load_sb3(run_dir / "policy" / "model.zip", algo.env_id)
+        return algo
+
+
+def relabel(
+    dataset: Any,
+    reward_fn: Callable[..., np.ndarray],
+    dst: str | Path,
+    *,
+    overwrite: bool = False,
+    reward_name: str = "learned",
+) -> Any:
+    """Write a NEW dataset: `dataset`'s episodes with rewards `reward_fn(obs, acts, next_obs, t=...)`.
+
+    One vectorised call over all transitions; the source is never modified.
+    """
+    import ildata
+    from ildata.store import Provenance
+
+    if dataset.path is not None and Path(dst).resolve() == Path(dataset.path).resolve():
+        raise DataError(f"{dst}: relabelling writes a new dataset; give a destination other than the source")
+    tr = dataset.transitions()
+    rewards = np.asarray(reward_fn(tr.obs, tr.acts, tr.next_obs, t=run_positions(dataset.lengths)), dtype=np.float64)
+    if rewards.shape != (len(tr),):
+        raise DataError(f"reward function returned shape {rewards.shape} for {len(tr)} transitions")
+    batch = dataset.to_batch()
+    batch.rews = rewards
+    return ildata.save(
+        batch,
+        dst,
+        observation_space=dataset.observation_space,
+        action_space=dataset.action_space,
+        env_id=dataset.env_id,
+        overwrite=overwrite,
+        provenance=Provenance(source_path=str(dataset.path), source_format="ildata-relabel"),
+        extra_info={"relabelled": {"source_fingerprint": dataset.fingerprint, "reward": reward_name}},
+    )
