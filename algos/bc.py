@@ -272,7 +272,9 @@ class BC(Algorithm):
             show_progress=False,
         ):
             step = min(epoch * cfg.log_interval, cfg.n_steps)
-            metrics = {"epoch": float(epoch), **{k: float(v) for k, v in epoch_metrics.items()}}
+            # d3rlpy's time_* entries are wall-clock: leaving them out keeps metrics.csv reproducible.
+            losses = {k: float(v) for k, v in epoch_metrics.items() if not k.startswith("time_")}
+            metrics = {"epoch": float(epoch), **losses}
             self.policy = D3rlpyPolicy(self._d3rlpy, self.observation_space, self.action_space)
             if env_id and cfg.rollout_interval and (step % cfg.rollout_interval == 0 or step == cfg.n_steps):
                 result = evaluate(self.policy, env_id, cfg.rollout_episodes, seed=self.seed + 1_000_000)
