@@ -18,6 +18,7 @@ from ildata.formats import SourceRead, read_source
 # `--to FORMAT` -> module with `write(ds, dst: Path) -> None` (imported lazily).
 WRITERS: dict[str, str] = {
     "ildata": "ildata.store",
+    "parquet": "ildata.store",  # an ildata store whose shards are parquet (see docs/format.md)
     "minari": "ildata.formats.minari_dir",
     "d3rlpy": "ildata.formats.d3rlpy_h5",
     "imitation": "ildata.formats.imitation_hf",
@@ -124,7 +125,7 @@ def convert(
         source_sha256=source_sha256,
         extra={"notes": source.notes} if source.notes else None,
     )
-    if to == "ildata":
+    if to in ("ildata", "parquet"):
         stage("writing")
         out = write_dataset(
             batch,
@@ -134,6 +135,7 @@ def convert(
             env_id=source.env_id,
             provenance=provenance,
             overwrite=overwrite,
+            data_format="parquet" if to == "parquet" else "arrow",
         )
         return load(out)
     # Other formats: go through a temporary store so every writer reads one well-typed input.

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 from ildata.episode import DataError
 from ildata.store import (
     DATA_DIR,
+    DATA_FORMATS,
     EPISODES_FILE,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -33,6 +34,7 @@ from ildata.store import (
     TrajectoryDataset,
     _replace_dir,
     compute_fingerprint,
+    content_files,
     is_store,
     load,
     sha256_file,
@@ -175,7 +177,7 @@ def dataset_card(ds: TrajectoryDataset, repo_id: str, *, license: str | None = N
         task_categories=["reinforcement-learning"],
         size_categories=[_size_category(ds.num_transitions)],
         pretty_name=repo_id.split("/")[-1],
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.arrow"}]}],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*{DATA_FORMATS[ds.info.get('data_format', 'arrow')]}"}]}],
         ildata={"format_version": FORMAT_VERSION, "fingerprint": ds.fingerprint, "env_id": ds.env_id},
     )
     stats = ds.stats()
@@ -435,7 +437,7 @@ def _verify(folder: Path, repo_id: str) -> None:
     snapshot again does not re-hash gigabytes.
     """
     info = json.loads((folder / INFO_FILE).read_text())
-    files = sorted([folder / EPISODES_FILE, *(folder / DATA_DIR).glob("*.arrow")])
+    files = content_files(folder)
     signature = [[str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
     marker = cache_dir() / "verified" / repo_id.replace("/", "--") / f"{folder.name}.json"
     expected = {"fingerprint": info.get("fingerprint"), "files": signature}

@@ -51,6 +51,9 @@ INFO_FILE = "meta/info.json"
 EPISODES_FILE = "meta/episodes.parquet"
 STATS_FILE = "meta/stats.json"
 DATA_DIR = "data"
+# Shard file formats: Arrow IPC (memory-mapped, zero-copy; the default) or parquet (compressed,
+# readable by every parquet tool and by `datasets.load_dataset("parquet")`, decoded on load).
+DATA_FORMATS: dict[str, str] = {"arrow": ".arrow", "parquet": ".parquet"}
 # A shard is one record batch; beyond this size a dataset is split at episode boundaries.
 # transitions() over several shards has to concatenate (copy), so shards are large.
 SHARD_BYTES = 4 << 30
@@ -133,6 +136,12 @@ def _xxh3_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def content_files(root: Path) -> list[Path]:
+    """The files the fingerprint covers: the episode table and every data shard."""
+    shards = [f for f in (root / DATA_DIR).iterdir() if f.suffix in DATA_FORMATS.values()] if (root / DATA_DIR).is_dir() else []
+    return sorted([root / EPISODES_FILE, *shards])
+
+
 def compute_fingerprint(root: Path) -> tuple[str, dict[str, str]]:
     """Content fingerprint: xxh3-128 over the data shards and the episode table, by relative path.
 
@@ -140,7 +149,7 @@ def compute_fingerprint(root: Path) -> tuple[str, dict[str, str]]:
     """
     import xxhash
 
-    files = sorted([root / EPISODES_FILE, *sorted((root / DATA_DIR).glob("*.arrow"))])
+    files = content_files(root)
     hashes = {str(f.relative_to(root)): _xxh3_file(f) for f in files}
     digest = xxhash.xxh3_128()
     for name, value in hashes.items():
@@ -230,8 +239,11 @@ def write_dataset(
     provenance: Provenance | None = None,
     overwrite: bool = False,
     extra_info: Mapping[str, Any] | None = None,
+    data_format: str = "arrow",
 ) -> Path:
     """Write `batch` as a store at `dst`, atomically (temporary folder, then rename)."""
+    if data_format not in DATA_FORMATS:
+        raise DataError(f"unknown shard format {data_format!r} (choose from {', '.join(DATA_FORMATS)})")
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise DataError("already exists (pass --overwrite / overwrite=True to replace it)", subject=dst)
@@ -286,7 +298,7 @@ def write_dataset(
         stats_future = pool.submit(dataset_stats, stat_arrays, lengths, returns)
         (tmp / "meta").mkdir()
         (tmp / DATA_DIR).mkdir()
-        data_files = _write_shards(table, lengths, tmp / DATA_DIR)
+        data_files = _write_shards(table, lengths, tmp / DATA_DIR, data_format)
         pq.write_table(episodes, tmp / EPISODES_FILE)
         fingerprint, hashes = compute_fingerprint(tmp)
         stats = stats_future.result()
@@ -306,6 +318,7 @@ def write_dataset(
             },
             "has_rewards": batch.rews is not None,
             "has_infos": batch.infos is not None,
+            "data_format": data_format,
             "data_files": data_files,
             "provenance": (provenance or Provenance()).to_dict(),
             "fingerprint": fingerprint,
@@ -324,7 +337,7 @@ def write_dataset(
     return dst
 
 
-def _write_shards(table: pa.Table, lengths: np.ndarray, folder: Path) -> list[str]:
+def _write_shards(table: pa.Table, lengths: np.ndarray, folder: Path, data_format: str = "arrow") -> list[str]:
     """One record batch per shard file; shards split at episode boundaries past SHARD_BYTES."""
     bytes_per_row = max(1, table.nbytes // max(1, table.num_rows))
     rows_per_shard = max(1, SHARD_BYTES // bytes_per_row)
@@ -336,11 +349,14 @@ def _write_shards(table: pa.Table, lengths: np.ndarray, folder: Path) -> list[st
         limit = start + rows_per_shard
         idx = np.searchsorted(ends, limit, side="right") - 1
         stop = int(ends[idx]) if idx >= 0 and ends[idx] > start else int(ends[np.searchsorted(ends, start, side="right")])
-        name = f"{DATA_DIR}/shard-{len(names):05d}.arrow"
+        name = f"{DATA_DIR}/shard-{len(names):05d}{DATA_FORMATS[data_format]}"
         shard = table.slice(start, stop - start)  # zero-copy; every column is one chunk
-        with pa.OSFile(str(folder / Path(name).name), "wb") as sink:
-            with pa.ipc.new_file(sink, shard.schema) as writer:
-                writer.write_table(shard, max_chunksize=shard.num_rows or None)
+        if data_format == "parquet":
+            pq.write_table(shard, folder / Path(name).name, compression="zstd")
+        else:
+            with pa.OSFile(str(folder / Path(name).name), "wb") as sink:
+                with pa.ipc.new_file(sink, shard.schema) as writer:
+                    writer.write_table(shard, max_chunksize=shard.num_rows or None)
         names.append(name)
         start = stop
     return names
@@ -367,6 +383,7 @@ def save(
     overwrite: bool = False,
     provenance: Provenance | None = None,
     extra_info: Mapping[str, Any] | None = None,
+    data_format: str = "arrow",
 ) -> "TrajectoryDataset":
     """Write episodes as a new store and open it."""
     batch = episodes if isinstance(episodes, EpisodeBatch) else EpisodeBatch.from_episodes(list(episodes))
@@ -379,6 +396,7 @@ def save(
         provenance=provenance or Provenance(source_format="python"),
         overwrite=overwrite,
         extra_info=extra_info,
+        data_format=data_format,
     )
     return load(path)
 
@@ -684,6 +702,13 @@ def _decode_info(text: str | None) -> Any:
         return text  # kept verbatim (e.g. a jsonpickle payload that was not plain JSON)
 
 
+def _read_shard(path: Path) -> pa.Table:
+    """Arrow shards are memory-mapped (no copy); parquet shards are decoded into memory."""
+    if path.suffix == DATA_FORMATS["parquet"]:
+        return pq.read_table(path).combine_chunks()
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+
 def load(path: str | Path) -> TrajectoryDataset:
     """Open a store (memory-mapped; nothing is read into memory until used)."""
     if isinstance(path, str) and path.startswith("hf://"):
@@ -700,7 +725,7 @@ def load(path: str | Path) -> TrajectoryDataset:
     if info.get("format") != FORMAT_NAME or info.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{root}: unsupported format {info.get('format')} v{info.get('format_version')} (this ildata reads v{FORMAT_VERSION})")
     try:
-        tables = [pa.ipc.open_file(pa.memory_map(str(root / name))).read_all() for name in info["data_files"]]
+        tables = [_read_shard(root / name) for name in info["data_files"]]
         episodes = pq.read_table(root / EPISODES_FILE)
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataError(f"{root}: corrupted data ({exc})") from None

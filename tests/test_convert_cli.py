@@ -175,3 +175,11 @@ def test_convert_to_minari_by_dataset_id(tmp_path, monkeypatch):
     original = ildata.convert(src, tmp_path / "orig")
     np.testing.assert_array_equal(back.transitions().obs, original.transitions().obs)
     assert not back.episode_column("termination_known").any()  # the unknown flag survives the trip
+
+
+def test_convert_to_parquet_store(tmp_path):
+    done = run_cli("convert", str(FIXTURES / "p4-pendulum-dataclass.pkl"), str(tmp_path / "pq"), "--to", "parquet")
+    assert done.returncode == 0, done.stderr
+    ds = ildata.load(tmp_path / "pq")
+    assert ds.info["data_format"] == "parquet" and len(ds) == 56
+    assert ds.transitions().obs.dtype == np.float64

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="source file or folder, or minari:NAMESPACE/NAME-vN")
     p.add_argument("dst", help="destination folder (must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    p.add_argument("--to", default="ildata", choices=["ildata", "minari", "d3rlpy", "imitation"], help="output format (default: ildata)")
+    p.add_argument("--to", default="ildata", choices=["ildata", "parquet", "minari", "d3rlpy", "imitation"],
+                   help="output format (default: ildata, memory-mapped Arrow shards; parquet: an ildata store with parquet shards)")
     p.add_argument("--env", dest="env_id", help="gymnasium env id: recorded, and its spaces used when the source has none")
     p.add_argument("--fixed-horizon", choices=["absorbing", "truncate"], help="make every episode the same length")
     p.add_argument("--horizon", type=int, help="target length for --fixed-horizon (default: longest for absorbing, shortest for truncate)")
@@ -34,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     started = time.perf_counter()
     # Stages convert() reports, in order; the bar advances once per stage (shown only on a terminal).
-    stages = 2 + (args.fixed_horizon is not None) + (args.to != "ildata")
+    exporting = args.to not in ("ildata", "parquet")
+    stages = 2 + (args.fixed_horizon is not None) + exporting
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("converting", total=stages)
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         )
         progress.update(task, completed=stages)
     elapsed = time.perf_counter() - started
-    if args.to != "ildata":
+    if exporting:
         console.print(f"wrote {args.to} dataset {result.path} in {elapsed:.2f}s")
         for note in result.notes:
             console.print(f"  note: {note}")
