@@ -72,7 +72,7 @@ def _from_store(path: Path) -> _Input:
     )
 
 
-def _from_source(path: Path, env_id: str | None) -> _Input:
+def _from_source(path: str | Path, env_id: str | None) -> _Input:
     from ildata.conversion import read
     from ildata.spaces import infer_action_space, infer_obs_space
     from ildata.store import _split_obs
@@ -194,8 +194,10 @@ def report(path: str | Path, *, env_id: str | None = None) -> dict[str, Any]:
     """Everything `ildata inspect` shows, as plain JSON-able data."""
     from ildata.store import is_store
 
+    spec = path  # may be a `minari:NAMESPACE/NAME-vN` spec, resolved by the source reader
     path = Path(path)
-    data = _from_store(path) if path.is_dir() and is_store(path) else _from_source(path, env_id)
+    data = _from_store(path) if path.is_dir() and is_store(path) else _from_source(spec, env_id)
+    path = data.path
     features = {name: {"dtype": str(v.dtype), "shape": list(v.shape[1:])} for name, v in data.obs.items()}
     features["acts"] = {"dtype": str(data.acts.dtype), "shape": list(data.acts.shape[1:])}
     if data.rews is not None:

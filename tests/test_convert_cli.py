@@ -183,3 +183,12 @@ def test_convert_to_parquet_store(tmp_path):
     ds = ildata.load(tmp_path / "pq")
     assert ds.info["data_format"] == "parquet" and len(ds) == 56
     assert ds.transitions().obs.dtype == np.float64
+
+
+def test_inspect_minari_spec_without_conversion(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    ildata.convert(FIXTURES / "p5-cartpole-single-proto4.pkl", "minari:ildata/single-v0", to="minari")
+    from ildata.report import report
+
+    result = report("minari:ildata/single-v0")
+    assert result["format"].startswith("minari") and result["transitions"] == 458
