@@ -50,8 +50,15 @@ class DensityConfig:
     ppo_gamma: float = 0.99
     ppo_n_epochs: int = 10
     ppo_ent_coef: float = 0.0
-    # Scale the learned reward by a running std of returns (SB3 VecNormalize): log densities of
-    # states far from the demonstrations reach -1e4 and more, which the value net cannot fit.
+    ppo_gae_lambda: float = 0.95
+    ppo_n_envs: int = 1  # parallel envs (SB3 DummyVecEnv); a rollout is ppo_n_steps per env
+    # Log densities of states far from the demonstrations reach -1e5 and below (a Gaussian KDE's
+    # log density falls with the squared distance), and those states swamp PPO's value targets.
+    # With a margin m (nats), PPO sees max(log p - floor, 0) / (median demo log p - floor) where
+    # floor = lowest demonstration log density - m: 0 far from every demonstration, about 1 on
+    # typical demonstration states. None: the raw log density.
+    ppo_reward_margin: float | None = None
+    # Scale the reward PPO sees by a running std of returns (SB3 VecNormalize).
     ppo_normalize_reward: bool = True
 
     def __post_init__(self) -> None:
@@ -64,6 +71,10 @@ class DensityConfig:
             raise DataError(f"bandwidth: must be positive, got {self.bandwidth}")
         if self.max_samples < 1 or self.ppo_timesteps < 0:
             raise DataError("max_samples must be >= 1 and ppo_timesteps >= 0")
+        if self.ppo_n_envs < 1:
+            raise DataError(f"ppo_n_envs: must be at least 1, got {self.ppo_n_envs}")
+        if self.ppo_reward_margin is not None and not self.ppo_reward_margin > 0:
+            raise DataError(f"ppo_reward_margin: must be positive (or null), got {self.ppo_reward_margin}")
 
 
 def _batch_of_one(x: Any) -> Any:
@@ -144,7 +155,10 @@ class DensityReward(Algorithm):
         """The reward: log density of each transition's features (at its timestep `t` if per-timestep)."""
         if not self.kdes:
             raise RuntimeError("fit the density before asking for rewards")
-        x = self.features(obs, acts, next_obs)
+        return self._score(self.features(obs, acts, next_obs), t)
+
+    def _score(self, x: np.ndarray, t: np.ndarray | None) -> np.ndarray:
+        """Log density of raw feature rows `x` (at timesteps `t` if per-timestep)."""
         if self.scaler is not None:
             x = self.scaler.transform(x)
         if len(self.kdes) == 1:
@@ -180,6 +194,20 @@ class DensityReward(Algorithm):
             metrics.update(self.train_ppo(self.env_id, log=log))
         return metrics
 
+    def ppo_reward_fn(self) -> Callable[..., np.ndarray]:
+        """The reward PPO optimises: the log density, or its floored rescaling (`ppo_reward_margin`)."""
+        margin = self.config.ppo_reward_margin
+        if margin is None:
+            return self.log_density
+        demo = self._score(self.samples, self.sample_steps)  # the demonstrations the KDEs hold
+        floor = float(demo.min()) - margin
+        scale = float(np.median(demo)) - floor
+
+        def reward(obs: Obs, acts: np.ndarray | None = None, next_obs: Obs | None = None, *, t: Any = None) -> np.ndarray:
+            return np.maximum(self.log_density(obs, acts, next_obs, t=t) - floor, 0.0) / scale
+
+        return reward
+
     def train_ppo(self, env_id: str, *, log: LogFn | None = None) -> dict[str, float]:
         """Train SB3 PPO in `env_id` with the env's reward replaced by the learned one."""
         from stable_baselines3 import PPO
@@ -188,7 +216,10 @@ class DensityReward(Algorithm):
         from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
         cfg = self.config
-        venv = DummyVecEnv([lambda: LearnedRewardWrapper(Monitor(make_env(env_id)), self.log_density)])
+        reward_fn = self.ppo_reward_fn()
+        venv = DummyVecEnv(
+            [lambda: LearnedRewardWrapper(Monitor(make_env(env_id)), reward_fn) for _ in range(cfg.ppo_n_envs)]
+        )
         if cfg.ppo_normalize_reward:
             venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=cfg.ppo_gamma)
         model = PPO(
@@ -198,6 +229,7 @@ class DensityReward(Algorithm):
             batch_size=cfg.ppo_batch_size,
             learning_rate=cfg.ppo_learning_rate,
             gamma=cfg.ppo_gamma,
+            gae_lambda=cfg.ppo_gae_lambda,
             n_epochs=cfg.ppo_n_epochs,
             ent_coef=cfg.ppo_ent_coef,
             seed=self.seed,
