@@ -56,8 +56,8 @@ class DensityConfig:
     # log density falls with the squared distance), and those states swamp PPO's value targets.
     # With a margin m (nats), PPO sees max(log p - floor, 0) / (median demo log p - floor) where
     # floor = lowest demonstration log density - m: 0 far from every demonstration, about 1 on
-    # typical demonstration states. None: the raw log density.
-    ppo_reward_margin: float | None = None
+    # typical demonstration states. None: the raw log density (PPO collapsed with it on CartPole).
+    ppo_reward_margin: float | None = 50.0
     # Scale the reward PPO sees by a running std of returns (SB3 VecNormalize).
     ppo_normalize_reward: bool = True
 

@@ -129,6 +129,7 @@ def test_ppo_is_fed_the_density_reward(expert, tmp_path: Path) -> None:
             ppo_n_steps=256,
             ppo_n_epochs=2,
             ppo_normalize_reward=False,  # so that the buffer holds the raw learned reward
+            ppo_reward_margin=None,
         ),
         observation_space=expert.observation_space,
         action_space=expert.action_space,
