@@ -125,6 +125,17 @@ class EpisodeBatch:
     def num_transitions(self) -> int:
         return int(self.lengths.sum())
 
+    @property
+    def first_rows(self) -> np.ndarray:
+        """Index of every episode's first step in the concatenated acts/rews."""
+        return np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+
+    def returns(self) -> np.ndarray | None:
+        """Sum of rewards per episode (float64), or None without rewards."""
+        if self.rews is None:
+            return None
+        return np.add.reduceat(self.rews.astype(np.float64), self.first_rows)
+
     def validate(self) -> None:
         """Raise DataError on inconsistent lengths (the commonest corruption of legacy files)."""
         if self.num_episodes == 0:

@@ -99,7 +99,7 @@ def _obs_row_index(lengths: np.ndarray) -> np.ndarray:
 
 def _truncate(batch: EpisodeBatch, keep: np.ndarray, horizon: int) -> EpisodeBatch:
     lengths = batch.lengths
-    act_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])[keep]
+    act_start = batch.first_rows[keep]
     obs_start = _obs_row_index(lengths)[keep]
     step = np.tile(np.arange(horizon), len(act_start))
     act_rows = np.repeat(act_start, horizon) + step
@@ -127,7 +127,7 @@ def _pad_absorbing(batch: EpisodeBatch, horizon: int) -> EpisodeBatch:
     # source observation min(s, len_e) (the final observation repeats as the absorbing state).
     step = np.tile(np.arange(horizon), n)
     obs_step = np.tile(np.arange(horizon + 1), n)
-    act_src = np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), horizon) + np.minimum(step, np.repeat(lengths - 1, horizon))
+    act_src = np.repeat(batch.first_rows, horizon) + np.minimum(step, np.repeat(lengths - 1, horizon))
     obs_src = np.repeat(_obs_row_index(lengths), horizon + 1) + np.minimum(obs_step, np.repeat(lengths, horizon + 1))
     padded_act = step >= np.repeat(lengths, horizon)
     padded_obs = obs_step > np.repeat(lengths, horizon + 1)

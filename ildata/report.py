@@ -81,8 +81,7 @@ def _from_source(path: str | Path, env_id: str | None) -> _Input:
     batch = source.batch
     lengths = batch.lengths
     obs = {k: _split_obs(v, lengths)[0] for k, v in _obs_features(batch.obs).items()}
-    first_row = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    returns = np.add.reduceat(batch.rews.astype(np.float64), first_row) if batch.rews is not None else None
+    returns = batch.returns()
     episodes = pl.DataFrame(
         {
             "length": lengths,

@@ -204,12 +204,10 @@ def _split_obs(obs: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.nda
     return head, tail
 
 
-def _episode_table(batch: EpisodeBatch, shard_first_rows: np.ndarray | None = None) -> pa.Table:
+def _episode_table(batch: EpisodeBatch) -> pa.Table:
     lengths = batch.lengths
-    first_row = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    returns = None
-    if batch.rews is not None:
-        returns = np.add.reduceat(batch.rews.astype(np.float64), first_row) if len(batch.rews) else np.zeros(0)
+    first_row = batch.first_rows
+    returns = batch.returns()
     seeds = batch.seeds
     return pa.table(
         {
