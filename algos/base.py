@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,15 +25,15 @@ ALGORITHM_MODULES: tuple[str, ...] = (
 )
 
 # Recipe name -> algorithm class; filled by `register` when the modules above are imported.
-ALGORITHMS: dict[str, type["Algorithm"]] = {}
+ALGORITHMS: dict[str, type[Algorithm]] = {}
 
 LogFn = Callable[[int, dict[str, float]], None]
 
 
-def register(name: str) -> Callable[[type["Algorithm"]], type["Algorithm"]]:
+def register(name: str) -> Callable[[type[Algorithm]], type[Algorithm]]:
     """Class decorator: make an algorithm available to recipes as `algo: <name>`."""
 
-    def decorate(cls: type["Algorithm"]) -> type["Algorithm"]:
+    def decorate(cls: type[Algorithm]) -> type[Algorithm]:
         cls.name = name
         ALGORITHMS[name] = cls
         return cls
@@ -40,7 +41,7 @@ def register(name: str) -> Callable[[type["Algorithm"]], type["Algorithm"]]:
     return decorate
 
 
-def algorithms() -> dict[str, type["Algorithm"]]:
+def algorithms() -> dict[str, type[Algorithm]]:
     """Import every algorithm module (once) and return the filled registry."""
     for module in ALGORITHM_MODULES:
         try:
@@ -109,6 +110,6 @@ class Algorithm:
         raise NotImplementedError
 
     @classmethod
-    def load(cls, run_dir: Path) -> "Algorithm":
+    def load(cls, run_dir: Path) -> Algorithm:
         """Rebuild a trained algorithm from what `save` wrote."""
         raise NotImplementedError

@@ -24,7 +24,7 @@ from torch import nn
 
 from algos.base import Algorithm, LogFn, quiet_import, register
 from algos.policies import Policy, evaluate, write_policy_meta
-from algos.sampler import TransitionSampler, space_leaves, feature_dim, obs_features
+from algos.sampler import TransitionSampler, feature_dim, obs_features, space_leaves
 from ildata.episode import DataError, Obs, flatten_obs
 
 WEIGHTS_FILE = "weights.pt"
@@ -292,21 +292,30 @@ class BC(Algorithm):
             self._d3rlpy.save_model(str(policy_dir / D3RLPY_FILE))
             cfg = self.config
             write_policy_meta(
-                policy_dir, "d3rlpy", self.observation_space, self.action_space,
+                policy_dir,
+                "d3rlpy",
+                self.observation_space,
+                self.action_space,
                 config={"hidden": list(cfg.hidden), "batch_size": cfg.batch_size, "lr": cfg.lr, "head": self.head},
             )
             return
         torch.save(self.net.state_dict(), policy_dir / WEIGHTS_FILE)
         write_policy_meta(
-            policy_dir, "mlp", self.observation_space, self.action_space,
+            policy_dir,
+            "mlp",
+            self.observation_space,
+            self.action_space,
             architecture={
-                "in_dim": self.in_dim, "hidden": list(self.config.hidden), "activation": self.config.activation,
-                "head": self.head, "out_dim": self.out_dim,
+                "in_dim": self.in_dim,
+                "hidden": list(self.config.hidden),
+                "activation": self.config.activation,
+                "head": self.head,
+                "out_dim": self.out_dim,
             },
         )
 
     @classmethod
-    def load(cls, run_dir: Path) -> "BC":
+    def load(cls, run_dir: Path) -> BC:
         from algos.policies import load_policy
 
         policy = load_policy(run_dir)
@@ -341,9 +350,7 @@ def d3rlpy_observation(obs: Obs, space: Any) -> Any:
 def load_d3rlpy_policy(policy_dir: Path, meta: dict[str, Any]) -> D3rlpyPolicy:
     """Rebuild the d3rlpy model from its config, then load its state dicts (torch weights only)."""
     fields = meta["config"]
-    config = BCConfig(
-        backend="d3rlpy", hidden=fields["hidden"], batch_size=fields["batch_size"], lr=fields["lr"], head=fields["head"]
-    )
+    config = BCConfig(backend="d3rlpy", hidden=fields["hidden"], batch_size=fields["batch_size"], lr=fields["lr"], head=fields["head"])
     algo = BC(config, observation_space=meta["observation_space"], action_space=meta["action_space"])
     model = algo._d3rlpy_config().create(device="cpu:0")
     action_size = int(meta["action_space"].n) if fields["head"] == "categorical" else int(np.prod(meta["action_space"].shape))

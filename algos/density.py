@@ -15,9 +15,10 @@ load: fitting a KDE only stores its data, so the result is identical.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -101,9 +102,7 @@ class LearnedRewardWrapper(gym.Wrapper):
 
     def step(self, action: Any):
         next_obs, env_reward, terminated, truncated, info = self.env.step(action)
-        reward = self.reward_fn(
-            _batch_of_one(self._obs), np.asarray(action)[None], _batch_of_one(next_obs), t=np.array([self._t])
-        )
+        reward = self.reward_fn(_batch_of_one(self._obs), np.asarray(action)[None], _batch_of_one(next_obs), t=np.array([self._t]))
         info = {**info, "env_reward": env_reward}
         self._obs, self._t = next_obs, self._t + 1
         return next_obs, float(reward[0]), terminated, truncated, info
@@ -217,9 +216,7 @@ class DensityReward(Algorithm):
 
         cfg = self.config
         reward_fn = self.ppo_reward_fn()
-        venv = DummyVecEnv(
-            [lambda: LearnedRewardWrapper(Monitor(make_env(env_id)), reward_fn) for _ in range(cfg.ppo_n_envs)]
-        )
+        venv = DummyVecEnv([lambda: LearnedRewardWrapper(Monitor(make_env(env_id)), reward_fn) for _ in range(cfg.ppo_n_envs)])
         if cfg.ppo_normalize_reward:
             venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=cfg.ppo_gamma)
         model = PPO(
@@ -275,13 +272,11 @@ class DensityReward(Algorithm):
         (run_dir / "density.json").write_text(json.dumps(meta, indent=2))
         if getattr(self, "ppo", None) is not None:
             policy_dir = run_dir / "policy"
-            write_policy_meta(
-                policy_dir, "sb3", self.observation_space, self.action_space, file="model.zip", env_id=self.env_id
-            )
+            write_policy_meta(policy_dir, "sb3", self.observation_space, self.action_space, file="model.zip", env_id=self.env_id)
             self.ppo.save(policy_dir / "model.zip")
 
     @classmethod
-    def load(cls, run_dir: Path) -> "DensityReward":
+    def load(cls, run_dir: Path) -> DensityReward:
         from ildata.spaces import space_from_dict
 
         run_dir = Path(run_dir)

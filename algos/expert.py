@@ -63,9 +63,7 @@ class Expert(Algorithm):
         self.env_id = env_id
         env = Monitor(make_env(env_id))
         try:
-            self.model = getattr(sb3, cfg.algorithm)(
-                cfg.policy, env, seed=self.seed, device="cpu", verbose=0, **cfg.hyperparams
-            )
+            self.model = getattr(sb3, cfg.algorithm)(cfg.policy, env, seed=self.seed, device="cpu", verbose=0, **cfg.hyperparams)
         except TypeError as exc:  # an unknown constructor argument
             raise DataError(f"config.hyperparams: {exc}") from None
         returns: deque[float] = deque(maxlen=cfg.return_window)
@@ -98,17 +96,21 @@ class Expert(Algorithm):
         policy_dir.mkdir(parents=True, exist_ok=True)
         self.model.save(policy_dir / MODEL_FILE)
         write_policy_meta(
-            policy_dir, "sb3", self.observation_space, self.action_space,
-            file=MODEL_FILE, env_id=self.env_id, algorithm=self.config.algorithm,
+            policy_dir,
+            "sb3",
+            self.observation_space,
+            self.action_space,
+            file=MODEL_FILE,
+            env_id=self.env_id,
+            algorithm=self.config.algorithm,
         )
 
     @classmethod
-    def load(cls, run_dir: Path) -> "Expert":
+    def load(cls, run_dir: Path) -> Expert:
         from algos.policies import read_policy_meta
 
         meta = read_policy_meta(Path(run_dir) / "policy")
         policy = load_sb3(Path(run_dir) / "policy" / meta["file"], meta["env_id"])
-        algo = cls(ExpertConfig(algorithm=meta["algorithm"]), observation_space=policy.observation_space,
-                   action_space=policy.action_space)
+        algo = cls(ExpertConfig(algorithm=meta["algorithm"]), observation_space=policy.observation_space, action_space=policy.action_space)
         algo.model, algo.policy, algo.env_id = policy.model, policy, meta["env_id"]
         return algo

@@ -14,9 +14,10 @@ a row of `observation_matrix` (rows must then be distinct). The reward network s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -93,9 +94,7 @@ def _backup_fh(
     return model, V, Q
 
 
-def mce_partition_fh(
-    env: Any, *, reward: np.ndarray | None = None, discount: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mce_partition_fh(env: Any, *, reward: np.ndarray | None = None, discount: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Soft value iteration over the finite horizon (Ziebart's recurrences 9.1-9.3).
 
     Returns `(V, Q, pi)`: `V[t, s]`, `Q[t, s, a]`, `pi[t, s, a]` for `t < horizon`, where
@@ -141,9 +140,7 @@ def mce_occupancy_measures(
     return D, Dcum
 
 
-def optimal_partition_fh(
-    env: Any, *, reward: np.ndarray | None = None, discount: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def optimal_partition_fh(env: Any, *, reward: np.ndarray | None = None, discount: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hard value iteration: like `mce_partition_fh` with max instead of logsumexp.
 
     `pi[t, s]` is deterministic (one-hot on the first maximising action), the optimal policy of
@@ -177,9 +174,7 @@ def states_from_obs(model: TabularModel, obs: np.ndarray) -> np.ndarray:
     if obs.ndim == 1:
         obs = obs[None]
     if obs.shape[1:] != table.shape[1:]:
-        raise DataError(
-            f"observations of shape {obs.shape[1:]} do not match observation_matrix rows {table.shape[1:]}"
-        )
+        raise DataError(f"observations of shape {obs.shape[1:]} do not match observation_matrix rows {table.shape[1:]}")
     keys = _row_keys(table)
     order = np.argsort(keys)
     sorted_keys = keys[order]
@@ -203,9 +198,7 @@ def run_positions(lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
 
 
-def demo_occupancy(
-    model: TabularModel, obs: np.ndarray, lengths: np.ndarray, discount: float = 1.0
-) -> np.ndarray:
+def demo_occupancy(model: TabularModel, obs: np.ndarray, lengths: np.ndarray, discount: float = 1.0) -> np.ndarray:
     """Discounted state-visit counts of demonstrations, averaged over episodes (`Dcum` of the data).
 
     `obs` holds every episode's `T_i + 1` observations concatenated. Episodes must last the
@@ -342,7 +335,7 @@ class TabularOptimal(Algorithm):
         _write_meta(Path(run_dir), self)
 
     @classmethod
-    def load(cls, run_dir: Path) -> "TabularOptimal":
+    def load(cls, run_dir: Path) -> TabularOptimal:
         algo, policy = _read_meta(cls, Path(run_dir))
         algo.pi, algo.policy = policy.pi, policy
         return algo
@@ -511,7 +504,7 @@ class MCEIRL(Algorithm):
         _write_meta(run_dir, self)
 
     @classmethod
-    def load(cls, run_dir: Path) -> "MCEIRL":
+    def load(cls, run_dir: Path) -> MCEIRL:
         import torch
 
         run_dir = Path(run_dir)

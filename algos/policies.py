@@ -13,8 +13,9 @@ import json
 import math
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -243,9 +244,7 @@ def _compatible(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a.shape == b.shape and getattr(a, "n", None) == getattr(b, "n", None)
 
 
-def evaluate(
-    policy: Callable[[Any], np.ndarray], env_id: str, episodes: int, seed: int = 0, num_envs: int = 8
-) -> dict[str, Any]:
+def evaluate(policy: Callable[[Any], np.ndarray], env_id: str, episodes: int, seed: int = 0, num_envs: int = 8) -> dict[str, Any]:
     """Mean/std return of `policy` over `episodes` seeded episodes (seeds seed .. seed+episodes-1)."""
     eps = rollout(policy, env_id, episodes, seed=seed, num_envs=num_envs)
     summary: dict[str, Any] = returns_summary(eps)

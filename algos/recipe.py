@@ -19,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Union
 
 from ildata.episode import DataError
 
@@ -151,7 +152,8 @@ def build_dataclass(cls: type, data: Any, prefix: str = "") -> Any:
     for name, value in data.items():
         kwargs[name] = coerce(value, hints[name], f"{prefix + '.' if prefix else ''}{name}")
     missing = [
-        name for name, f in fields.items()
+        name
+        for name, f in fields.items()
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:

@@ -8,8 +8,9 @@ feature matrix: Box flattened, Discrete one-hot, Dict/Tuple leaves concatenated 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -22,17 +22,26 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from algos.recipe import Recipe
 from ildata.episode import DataError
 
 RUNS_DIR = Path("runs")
 VERSIONED = (
-    "ildata", "numpy", "torch", "gymnasium", "pyarrow", "polars", "stable-baselines3",
-    "d3rlpy", "scikit-learn", "seals",
+    "ildata",
+    "numpy",
+    "torch",
+    "gymnasium",
+    "pyarrow",
+    "polars",
+    "stable-baselines3",
+    "d3rlpy",
+    "scikit-learn",
+    "seals",
 )
 
 
@@ -133,7 +142,7 @@ def plot_curves(rows: list[tuple[int, dict[str, float]]], path: Path, title: str
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -150,9 +159,7 @@ def final_evaluation(policy: Any, env_id: str, recipe: Recipe, references: dict[
     return score_report(result, references["expert_return"], references["random_return"])
 
 
-def run_recipe(
-    recipe: Recipe, *, out: Path | None = None, echo: Callable[[str], None] = print, overwrite: bool = False
-) -> Path:
+def run_recipe(recipe: Recipe, *, out: Path | None = None, echo: Callable[[str], None] = print, overwrite: bool = False) -> Path:
     """Check, train, save and evaluate; return the finished run folder."""
     import yaml
 

@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ildata  # noqa: E402
-from algos.base import seed_everything  # noqa: E402
-from algos.bc import BC, BCConfig  # noqa: E402
-from algos.sampler import Batch, TransitionSampler  # noqa: E402
+import ildata
+from algos.base import seed_everything
+from algos.bc import BC, BCConfig
+from algos.sampler import Batch, TransitionSampler
 
 
 def synthetic_dataset(root: Path, steps: int, episode_len: int = 1000) -> ildata.TrajectoryDataset:
@@ -39,8 +39,13 @@ def synthetic_dataset(root: Path, steps: int, episode_len: int = 1000) -> ildata
     obs = rng.normal(size=(n_eps * (episode_len + 1), 17)).astype(np.float32)
     acts = np.tanh(rng.normal(size=(steps, 6))).astype(np.float32)
     batch = ildata.EpisodeBatch(
-        obs=obs, acts=acts, lengths=np.full(n_eps, episode_len), terminated=np.zeros(n_eps, bool),
-        truncated=np.ones(n_eps, bool), termination_known=np.ones(n_eps, bool), rews=np.zeros(steps, np.float32),
+        obs=obs,
+        acts=acts,
+        lengths=np.full(n_eps, episode_len),
+        terminated=np.zeros(n_eps, bool),
+        truncated=np.ones(n_eps, bool),
+        termination_known=np.ones(n_eps, bool),
+        rews=np.zeros(steps, np.float32),
     )
     return ildata.save(batch, root / "synthetic", action_space=gym.spaces.Box(-1, 1, (6,), np.float32), overwrite=True)
 
@@ -81,8 +86,9 @@ class HFSampler(Timed):
 
 def hf_view(ds: ildata.TrajectoryDataset) -> Any:
     """A `datasets.Dataset` over the store's own memory-mapped Arrow files (obs, acts columns)."""
-    import datasets
     import pyarrow as pa
+
+    import datasets
 
     tables = [pa.ipc.open_file(pa.memory_map(str(f))).read_all() for f in sorted(Path(ds.path).glob("data/*.arrow"))]
     table = pa.concat_tables(tables).select(["obs", "acts"])
@@ -115,13 +121,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         ds = synthetic_dataset(Path(tmp), args.steps)
-        print(f"synthetic store: {ds.num_transitions} transitions, obs f32[17], act f32[6] "
-              f"(written in {time.perf_counter() - started:.1f}s); torch threads 1")
+        print(
+            f"synthetic store: {ds.num_transitions} transitions, obs f32[17], act f32[6] "
+            f"(written in {time.perf_counter() - started:.1f}s); torch threads 1"
+        )
         HFSampler.hf = hf_view(ds)
         print(f"{'batch':>5} {'sampler':>9} {'transitions/s':>14} {'sampling share':>15} {'ildata speed-up':>16}")
         for batch_size in (32, 256):
-            results = {name: measure(ds, cls, batch_size, args.bc_steps)
-                       for name, cls in (("ildata", Timed), ("naive", NaiveSampler), ("hf-torch", HFSampler))}
+            results = {
+                name: measure(ds, cls, batch_size, args.bc_steps)
+                for name, cls in (("ildata", Timed), ("naive", NaiveSampler), ("hf-torch", HFSampler))
+            }
             ours = results["ildata"][0]
             for name, (rate, share) in results.items():
                 ratio = "" if name == "ildata" else f"{ours / rate:.2f}x"

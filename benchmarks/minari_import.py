@@ -28,12 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_perf import timed  # noqa: E402
+from store_perf import timed
 
-import ildata  # noqa: E402
-from ildata.conversion import convert  # noqa: E402
-from ildata.episode import EpisodeBatch  # noqa: E402
-from ildata.formats import minari_dir  # noqa: E402
+import ildata
+from ildata.conversion import convert
+from ildata.episode import EpisodeBatch
+from ildata.formats import minari_dir
 
 
 def make_dataset(root: Path, dataset_id: str, steps: int, length: int, backend: str) -> EpisodeBatch:
@@ -115,8 +115,12 @@ def main() -> int:
 
         rate = batch.num_transitions / 1e6
         print(f"minari load_dataset+iterate_episodes {t_minari:8.2f} s  ({rate / t_minari:5.2f} M steps/s)")
-        print(f"ildata minari reader                 {t_read:8.2f} s  ({rate / t_read:5.2f} M steps/s)  speed-up over minari {t_minari / t_read:5.1f}x")
-        print(f"ildata convert to a store            {t_convert:8.2f} s  ({rate / t_convert:5.2f} M steps/s)  speed-up over minari {t_minari / t_convert:5.1f}x")
+        print(
+            f"ildata minari reader                 {t_read:8.2f} s  ({rate / t_read:5.2f} M steps/s)  speed-up over minari {t_minari / t_read:5.1f}x"
+        )
+        print(
+            f"ildata convert to a store            {t_convert:8.2f} s  ({rate / t_convert:5.2f} M steps/s)  speed-up over minari {t_minari / t_convert:5.1f}x"
+        )
         if t_read >= t_minari:
             print("FAIL: the ildata reader is not faster than iterating with minari")
             return 1

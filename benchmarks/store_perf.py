@@ -14,6 +14,7 @@ memory, i.e. copies).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -22,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import write_imitation_npz  # noqa: E402
+from synthetic import write_imitation_npz
 
-import ildata  # noqa: E402
-from ildata.report import report  # noqa: E402
+import ildata
+from ildata.report import report
 
 
 def memory_mb() -> dict[str, float]:
@@ -86,10 +87,14 @@ def vector_workload(work: Path, episodes: int, length: int) -> None:
 
     t_naive, _ = timed(naive_flatten)
     line("ds.transitions() (2M steps)", t_tr, 0.1, t_naive, "np.concatenate of episodes")
-    print(f"{'  resident memory added':<34} VmRSS {after['VmRSS'] - before['VmRSS']:+.1f} MB, RssAnon {after['RssAnon'] - before['RssAnon']:+.1f} MB (budget +100 MB)")
+    print(
+        f"{'  resident memory added':<34} VmRSS {after['VmRSS'] - before['VmRSS']:+.1f} MB, RssAnon {after['RssAnon'] - before['RssAnon']:+.1f} MB (budget +100 MB)"
+    )
     anon = memory_mb()["RssAnon"]
     checksum = float(tr.obs.sum(dtype=np.float64) + tr.next_obs.sum(dtype=np.float64) + tr.acts.sum(dtype=np.float64))
-    print(f"{'  after reading every value':<34} RssAnon {memory_mb()['RssAnon'] - anon:+.1f} MB (checksum {checksum:.3f}): data stays file-backed")
+    print(
+        f"{'  after reading every value':<34} RssAnon {memory_mb()['RssAnon'] - anon:+.1f} MB (checksum {checksum:.3f}): data stays file-backed"
+    )
 
     t_inspect, _ = timed(lambda: report(work / "store"))
     t_stats, _ = timed(ds.stats)
@@ -109,7 +114,7 @@ def image_workload(work: Path, episodes: int = 100, length: int = 200) -> None:
         )
         for _ in range(episodes)
     ]
-    t_save, ds = timed(lambda: ildata.save(eps, work / "images", overwrite=True))
+    t_save, ds = timed(functools.partial(ildata.save, eps, work / "images", overwrite=True))
     del eps
     print(f"{'save (write store)':<34} {t_save * 1e3:9.1f} ms")
     ds = ildata.load(work / "images")

@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 
 
-def write_imitation_npz(
-    path: str | Path, n_episodes: int, length: int, obs_dim: int, act_dim: int, seed: int = 0
-) -> Path:
+def write_imitation_npz(path: str | Path, n_episodes: int, length: int, obs_dim: int, act_dim: int, seed: int = 0) -> Path:
     """Write `n_episodes` Box-space trajectories the way imitation v0.3's `types.save` did.
 
     Mirrors that function step by step: per-trajectory arrays concatenated, infos replaced by

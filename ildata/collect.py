@@ -11,7 +11,8 @@ episode is the one returned on the done step. `rollout` follows exactly that con
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -83,9 +84,7 @@ def rollout(
     # comes from, and subprocess workers would fight the learner for the machine's few cores.
     num_envs = max(1, min(num_envs, episodes))
     wrapper = _episode_seeds_wrapper()
-    envs = SyncVectorEnv(
-        [lambda i=i: wrapper(make_env(env_id), first=seed + i, stride=num_envs) for i in range(num_envs)]
-    )
+    envs = SyncVectorEnv([lambda i=i: wrapper(make_env(env_id), first=seed + i, stride=num_envs) for i in range(num_envs)])
     # Env i runs seeds seed+i, seed+i+num_envs, ...: it owes the episodes with seed < seed+episodes.
     owed = np.array([len(range(i, episodes, num_envs)) for i in range(num_envs)])
     done_by_seed: dict[int, Episode] = {}

@@ -6,10 +6,11 @@ import importlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ildata.envs import env_spaces
 from ildata.episode import DataError

@@ -7,14 +7,15 @@ concatenated, so that importing a 2M-step file never loops over steps in Python.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
 # An observation array is either one ndarray or a (possibly nested) mapping of them
 # (gymnasium Dict/Tuple spaces; Tuple keys are "0", "1", ...).
-Obs = Union[np.ndarray, Mapping[str, "Obs"]]
+Obs = Union[np.ndarray, Mapping[str, "Obs"]]  # noqa: UP007  (recursive alias: `|` cannot take the string)
 
 
 class DataError(ValueError):
@@ -160,17 +161,14 @@ class EpisodeBatch:
             raise DataError(f"{len(self.seeds)} seeds for {self.num_episodes} episodes")
 
     @classmethod
-    def from_episodes(cls, episodes: Sequence[Episode]) -> "EpisodeBatch":
+    def from_episodes(cls, episodes: Sequence[Episode]) -> EpisodeBatch:
         """Concatenate per-episode arrays (one numpy call per field, not per step)."""
         if len(episodes) == 0:
             raise DataError("no episodes")
         first = episodes[0]
         for i, ep in enumerate(episodes):
             if obs_len(ep.obs) != len(ep) + 1:
-                raise DataError(
-                    f"episode {i}: {obs_len(ep.obs)} observations for {len(ep)} actions "
-                    f"(expected {len(ep) + 1})"
-                )
+                raise DataError(f"episode {i}: {obs_len(ep.obs)} observations for {len(ep)} actions (expected {len(ep) + 1})")
         flat = [flatten_obs(ep.obs) for ep in episodes]
         keys = list(flat[0])
         if any(list(f) != keys for f in flat):

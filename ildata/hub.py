@@ -17,9 +17,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ildata.episode import DataError
 from ildata.store import (
@@ -109,9 +110,7 @@ def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
     except RevisionNotFoundError:
         raise DataError(f"{repo_id} has no revision {revision!r} on {_endpoint()}") from None
     except RepositoryNotFoundError:
-        raise DataError(
-            f"no dataset repository {repo_id} on {_endpoint()} (a private one needs HF_TOKEN or `hf auth login`)"
-        ) from None
+        raise DataError(f"no dataset repository {repo_id} on {_endpoint()} (a private one needs HF_TOKEN or `hf auth login`)") from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         detail = (exc.server_message or str(exc)).strip().splitlines()[0] if (exc.server_message or str(exc)).strip() else ""
@@ -150,8 +149,15 @@ def _probe(api: Any, repo_id: str, revision: str | None) -> Any | None:
 
 
 def _size_category(n: int) -> str:
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     return next((label for bound, label in bounds if n < bound), "n>1T" if n >= 10**12 else "1B<n<10B")
 
 
@@ -177,7 +183,12 @@ def dataset_card(ds: TrajectoryDataset, repo_id: str, *, license: str | None = N
         task_categories=["reinforcement-learning"],
         size_categories=[_size_category(ds.num_transitions)],
         pretty_name=repo_id.split("/")[-1],
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*{DATA_FORMATS[ds.info.get('data_format', 'arrow')]}"}]}],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": "train", "path": f"{DATA_DIR}/*{DATA_FORMATS[ds.info.get('data_format', 'arrow')]}"}],
+            }
+        ],
         ildata={"format_version": FORMAT_VERSION, "fingerprint": ds.fingerprint, "env_id": ds.env_id},
     )
     stats = ds.stats()
@@ -186,9 +197,7 @@ def dataset_card(ds: TrajectoryDataset, repo_id: str, *, license: str | None = N
         if key in stats:
             rows.append((key.replace("_", " "), _fmt(stats[key])))
     table = "\n".join(["| statistic | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
-    features = "\n".join(
-        f"| `{name}` | {meta['dtype']} | {meta['shape']} |" for name, meta in info.get("features", {}).items()
-    )
+    features = "\n".join(f"| `{name}` | {meta['dtype']} | {meta['shape']} |" for name, meta in info.get("features", {}).items())
     provenance = info.get("provenance") or {}
     source = provenance.get("source_format") or "unknown"
     return f"""---
@@ -408,9 +417,7 @@ def _snapshot(repo_id: str, revision: str | None, token: str | None = None) -> P
         info = _probe(api, repo_id, revision)
     except HubUnreachable as exc:
         try:
-            folder = snapshot_download(
-                repo_id, repo_type=REPO_TYPE, revision=revision, allow_patterns=PULL_PATTERNS, local_files_only=True
-            )
+            folder = snapshot_download(repo_id, repo_type=REPO_TYPE, revision=revision, allow_patterns=PULL_PATTERNS, local_files_only=True)
         except (LocalEntryNotFoundError, OSError):
             raise HubUnreachable(f"{exc}, and {repo_id}@{revision or 'main'} is not in the local cache") from None
         return Path(folder)
@@ -450,9 +457,7 @@ def _verify(folder: Path, repo_id: str) -> None:
         recorded = next((v for k, v in info.items() if k.startswith("files_") and isinstance(v, dict) and set(v) == set(hashes)), {})
         bad = [name for name, value in hashes.items() if recorded.get(name) != value]
         which = f" ({', '.join(bad)} differ)" if bad else ""
-        raise DataError(
-            f"{repo_id}@{folder.name[:12]}: downloaded files do not match the fingerprint in {INFO_FILE}{which}"
-        )
+        raise DataError(f"{repo_id}@{folder.name[:12]}: downloaded files do not match the fingerprint in {INFO_FILE}{which}")
     with contextlib.suppress(OSError):
         marker.parent.mkdir(parents=True, exist_ok=True)
         tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")

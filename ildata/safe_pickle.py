@@ -35,7 +35,7 @@ class LegacyTrajectory:
     __slots__ = ("args", "state")
     class_path: ClassVar[str] = ""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "LegacyTrajectory":
+    def __new__(cls, *args: Any, **kwargs: Any) -> LegacyTrajectory:
         self = object.__new__(cls)
         self.args = args
         self.state = dict(kwargs) if kwargs else None
@@ -76,7 +76,7 @@ class _NdarrayToken:
     size; this token refuses to be called or instantiated.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_NdarrayToken":
+    def __new__(cls, *args: Any, **kwargs: Any) -> _NdarrayToken:
         raise DataError("malformed pickle: numpy.ndarray called directly")
 
 

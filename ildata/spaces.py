@@ -7,7 +7,8 @@ minari (its import pulls h5py and Pillow); the JSON layout is Minari's, so the t
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,9 @@ def space_from_dict(data: Mapping[str, Any]) -> Any:
     if kind == "Discrete":
         return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
     if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(np.array(data["nvec"]), dtype=np.dtype(data.get("dtype", "int64")), start=np.array(data.get("start", 0)))
+        return spaces.MultiDiscrete(
+            np.array(data["nvec"]), dtype=np.dtype(data.get("dtype", "int64")), start=np.array(data.get("start", 0))
+        )
     if kind == "MultiBinary":
         return spaces.MultiBinary(data["n"])
     if kind == "Dict":

@@ -19,10 +19,11 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -382,7 +383,7 @@ def save(
     provenance: Provenance | None = None,
     extra_info: Mapping[str, Any] | None = None,
     data_format: str = "arrow",
-) -> "TrajectoryDataset":
+) -> TrajectoryDataset:
     """Write episodes as a new store and open it."""
     batch = episodes if isinstance(episodes, EpisodeBatch) else EpisodeBatch.from_episodes(list(episodes))
     path = write_dataset(
@@ -538,8 +539,7 @@ class TrajectoryDataset:
         rows = slice(start, start + int(self._lengths[index]))
         last = slice(rows.stop - 1, rows.stop)
         flat_obs = {
-            k: np.concatenate([self._column(c)[rows], self._column(f"next_{c}")[last]])
-            for k, c in self._obs_columns("obs").items()
+            k: np.concatenate([self._column(c)[rows], self._column(f"next_{c}")[last]]) for k, c in self._obs_columns("obs").items()
         }
         record = self._episodes_all.slice(e, 1).to_pylist()[0]
         infos = None
@@ -629,7 +629,7 @@ class TrajectoryDataset:
         return out
 
     # ---- subsets (no data copies: they share the memory-mapped table)
-    def select(self, indices: Sequence[int] | np.ndarray) -> "TrajectoryDataset":
+    def select(self, indices: Sequence[int] | np.ndarray) -> TrajectoryDataset:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(indices) and (indices.min() < -len(self) or indices.max() >= len(self)):
             raise IndexError(f"episode index out of range for {len(self)} episodes")
@@ -644,7 +644,7 @@ class TrajectoryDataset:
         max_length: int | None = None,
         terminated: bool | None = None,
         truncated: bool | None = None,
-    ) -> "TrajectoryDataset":
+    ) -> TrajectoryDataset:
         """Episodes meeting every given condition."""
         keep = np.ones(len(self), dtype=bool)
         if min_return is not None or max_return is not None:
@@ -665,7 +665,7 @@ class TrajectoryDataset:
             keep &= self.episode_column("truncated") == truncated
         return self.select(np.flatnonzero(keep))
 
-    def split(self, fraction: float, *, seed: int = 0) -> tuple["TrajectoryDataset", "TrajectoryDataset"]:
+    def split(self, fraction: float, *, seed: int = 0) -> tuple[TrajectoryDataset, TrajectoryDataset]:
         """Random episode-level split into (fraction, 1 - fraction); order inside each part is kept."""
         if not 0.0 < fraction < 1.0:
             raise ValueError("fraction must be strictly between 0 and 1")
@@ -673,7 +673,7 @@ class TrajectoryDataset:
         cut = int(round(fraction * len(self)))
         return self.select(np.sort(order[:cut])), self.select(np.sort(order[cut:]))
 
-    def save(self, dst: str | Path, *, overwrite: bool = False) -> "TrajectoryDataset":
+    def save(self, dst: str | Path, *, overwrite: bool = False) -> TrajectoryDataset:
         """Materialise this (sub)set as a new store."""
         provenance = Provenance(
             source_path=str(self.path),
@@ -721,7 +721,9 @@ def load(path: str | Path) -> TrajectoryDataset:
     except json.JSONDecodeError as exc:
         raise DataError(f"{root / INFO_FILE}: invalid JSON ({exc})") from None
     if info.get("format") != FORMAT_NAME or info.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{root}: unsupported format {info.get('format')} v{info.get('format_version')} (this ildata reads v{FORMAT_VERSION})")
+        raise DataError(
+            f"{root}: unsupported format {info.get('format')} v{info.get('format_version')} (this ildata reads v{FORMAT_VERSION})"
+        )
     try:
         tables = [_read_shard(root / name) for name in info["data_files"]]
         episodes = pq.read_table(root / EPISODES_FILE)

@@ -98,7 +98,7 @@ class HttpError(Exception):
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 class HubState:
@@ -132,7 +132,7 @@ class HubState:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
         return
@@ -187,9 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"X-Error-Message": exc.message, **exc.headers}
             if exc.code:
                 headers["X-Error-Code"] = exc.code
-            self._json(exc.status, {"error": exc.message}, headers) if method != "HEAD" else self._send(
-                exc.status, b"", headers, head=True
-            )
+            self._json(exc.status, {"error": exc.message}, headers) if method != "HEAD" else self._send(exc.status, b"", headers, head=True)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -225,10 +223,14 @@ class HubServer:
         self._httpd = self._make_server(self._route)
         # LFS storage (S3/CDN on the real Hub) is another origin, so that the client treats the
         # redirect of `resolve` for an LFS file as leaving the Hub, as it does in production.
-        self._storage = self._make_server(lambda h, method, seg, body: seg[:1] == ["lfs"] and self._route_lfs_storage(h, method, seg[1:], body))
+        self._storage = self._make_server(
+            lambda h, method, seg, body: seg[:1] == ["lfs"] and self._route_lfs_storage(h, method, seg[1:], body)
+        )
         self._storage.log = self._httpd.log
         self._storage.unhandled = self._httpd.unhandled
-        self._threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True) for s in (self._httpd, self._storage)]
+        self._threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True) for s in (self._httpd, self._storage)
+        ]
         # Simulate an interrupted push: commit requests with these 1-based numbers answer 500.
         self.fail_commits: set[int] = set()
         self.commit_requests = 0
@@ -256,7 +258,7 @@ class HubServer:
     def unhandled(self) -> list[tuple[str, str]]:
         return self._httpd.unhandled
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         for thread in self._threads:
             thread.start()
         return self
@@ -266,7 +268,7 @@ class HubServer:
             httpd.shutdown()
             httpd.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -470,7 +472,7 @@ class HubServer:
             raise HttpError(400, f"{path} is a file, not a directory")
         files = {p: e for p, e in commit.files.items() if p.startswith(prefix)}
         if path and not files:
-            raise HttpError(404, f"{path} does not exist on \"{rev}\"", "EntryNotFound")
+            raise HttpError(404, f'{path} does not exist on "{rev}"', "EntryNotFound")
         dirs: set[str] = set()
         entries = []
         for p, entry in sorted(files.items()):
@@ -509,7 +511,9 @@ class HubServer:
         commit: Commit | None = self._commit_of(repo, rev)
         out = []
         while commit is not None:
-            out.append({"id": commit.oid, "title": commit.title, "message": commit.message, "date": commit.date, "authors": [{"user": repo.owner}]})
+            out.append(
+                {"id": commit.oid, "title": commit.title, "message": commit.message, "date": commit.date, "authors": [{"user": repo.owner}]}
+            )
             commit = repo.commits[commit.parent] if commit.parent else None
         h._json(200, out)
 
@@ -628,7 +632,9 @@ class HubServer:
         if self.commit_requests in self.fail_commits:
             raise HttpError(500, "simulated server failure")
         if rev not in repo.branches:
-            raise HttpError(404 if repo.resolve(rev) is None else 400, f"Invalid rev id: {rev} (commits go to a branch)", "RevisionNotFound")
+            raise HttpError(
+                404 if repo.resolve(rev) is None else 400, f"Invalid rev id: {rev} (commits go to a branch)", "RevisionNotFound"
+            )
         head = repo.commits[repo.branches[rev]]
         lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
         if not lines or lines[0].get("key") != "header":
@@ -699,4 +705,3 @@ class HubServer:
             h._send(206, blob[start : end + 1], headers, head=method == "HEAD")
             return
         h._send(200, blob, {"Content-Type": "application/octet-stream", **headers}, head=method == "HEAD")
-

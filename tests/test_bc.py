@@ -86,8 +86,12 @@ def test_loss_is_neglogp_minus_entropy_plus_l2_as_in_imitation() -> None:
 
 def test_dict_observations_train_and_round_trip(tmp_path: Path) -> None:
     ds = make_dict_dataset(tmp_path)
-    algo = BC(BCConfig(n_steps=1000, batch_size=32, lr=3e-3, log_interval=1000, hidden=[32]), observation_space=ds.observation_space,
-              action_space=ds.action_space, seed=0)
+    algo = BC(
+        BCConfig(n_steps=1000, batch_size=32, lr=3e-3, log_interval=1000, hidden=[32]),
+        observation_space=ds.observation_space,
+        action_space=ds.action_space,
+        seed=0,
+    )
     metrics = algo.fit(ds)
     assert metrics["prob_true_act"] > 0.9
     algo.save(tmp_path / "run")
@@ -104,10 +108,15 @@ def test_continuous_heads_fit_and_reload(tmp_path: Path, head: str) -> None:
     rng = np.random.default_rng(1)
     obs = rng.uniform(-1, 1, size=(201, 3)).astype(np.float32)
     acts = np.clip(obs[:-1, :2] * 1.5, -1, 1).astype(np.float32)
-    ds = ildata.save([ildata.Episode(obs=obs, acts=acts, rews=np.zeros(200))], tmp_path / "c",
-                     action_space=gym.spaces.Box(-1, 1, (2,), np.float32))
-    algo = BC(BCConfig(head=head, n_steps=1500, batch_size=64, lr=3e-3, log_interval=500, ent_weight=0.0),
-              observation_space=ds.observation_space, action_space=ds.action_space, seed=0)
+    ds = ildata.save(
+        [ildata.Episode(obs=obs, acts=acts, rews=np.zeros(200))], tmp_path / "c", action_space=gym.spaces.Box(-1, 1, (2,), np.float32)
+    )
+    algo = BC(
+        BCConfig(head=head, n_steps=1500, batch_size=64, lr=3e-3, log_interval=500, ent_weight=0.0),
+        observation_space=ds.observation_space,
+        action_space=ds.action_space,
+        seed=0,
+    )
     first = algo.fit(ds, log=None)
     pred = algo.policy(obs[:-1])
     assert pred.shape == (200, 2) and pred.dtype == np.float32
@@ -124,17 +133,18 @@ def test_head_must_fit_action_space() -> None:
         BC(BCConfig(head="gaussian"), observation_space=ds.observation_space, action_space=ds.action_space)
 
 
+@pytest.mark.slow
 def test_bc_cartpole_reaches_95_percent_of_expert() -> None:
     ds = ildata.load(CARTPOLE)
     expert = reference_returns(ds)["expert_return"]
-    algo = BC(BCConfig(n_steps=1500, log_interval=1500), observation_space=ds.observation_space,
-              action_space=ds.action_space, seed=0)
+    algo = BC(BCConfig(n_steps=1500, log_interval=1500), observation_space=ds.observation_space, action_space=ds.action_space, seed=0)
     algo.fit(ds)
     result = evaluate(algo.policy, "CartPole-v1", 10, seed=200_000)
     assert p_value_not_above(result["returns"], 0.95 * expert) < 0.05, result
 
 
 @pytest.mark.skipif(not PENDULUM.exists(), reason="datasets/pendulum-expert not built")
+@pytest.mark.slow
 def test_bc_pendulum_reaches_0_9_normalised_score() -> None:
     from algos.recipe import load_recipe
 
@@ -152,8 +162,12 @@ def test_bc_pendulum_reaches_0_9_normalised_score() -> None:
 
 def test_d3rlpy_backend_trains_saves_and_reloads(tmp_path: Path) -> None:
     ds = ildata.load(CARTPOLE)
-    algo = BC(BCConfig(backend="d3rlpy", n_steps=300, log_interval=100, batch_size=64),
-              observation_space=ds.observation_space, action_space=ds.action_space, seed=0)
+    algo = BC(
+        BCConfig(backend="d3rlpy", n_steps=300, log_interval=100, batch_size=64),
+        observation_space=ds.observation_space,
+        action_space=ds.action_space,
+        seed=0,
+    )
     rows = []
     algo.fit(ds, log=lambda step, m: rows.append((step, m)))
     assert [step for step, _ in rows] == [100, 200, 300] and "loss" in rows[-1][1]

@@ -8,14 +8,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from support import EXPERT_ZIP
 
 import ildata
 from ildata.cli import main
 from ildata.collect import RandomPolicy, collect, rollout
 from ildata.envs import env_spaces
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-EXPERT = FIXTURES / "experts" / "ppo-cartpole-v1-sb3.zip"
+EXPERT = EXPERT_ZIP
 
 
 class SplitObs(gym.ObservationWrapper):
@@ -101,8 +101,23 @@ def test_collect_writes_store_with_provenance_and_reference_returns(tmp_path: Pa
     from algos.policies import load_policy
 
     dst = tmp_path / "cartpole"
-    rc = main(["collect", "--policy", str(EXPERT), "--env", "CartPole-v1", "--episodes", "4",
-               "--num-envs", "2", "--random-episodes", "5", "--quiet", str(dst)])
+    rc = main(
+        [
+            "collect",
+            "--policy",
+            str(EXPERT),
+            "--env",
+            "CartPole-v1",
+            "--episodes",
+            "4",
+            "--num-envs",
+            "2",
+            "--random-episodes",
+            "5",
+            "--quiet",
+            str(dst),
+        ]
+    )
     assert rc == 0
     ds = ildata.load(dst)
     assert len(ds) == 4 and ds.env_id == "CartPole-v1"

@@ -1,4 +1,4 @@
-"""`ildata convert` and `ildata inspect` end to end, on the real legacy files of shared/fixtures."""
+"""`ildata convert` and `ildata inspect` end to end, on the real legacy files of tests/fixtures."""
 
 from __future__ import annotations
 
@@ -6,34 +6,17 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from support import LEGACY, as_printed, manifest_rows, run_cli
 
 import ildata
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "imitation-legacy"
-
-
-def manifest_rows() -> list[dict[str, str]]:
-    """The facts table of MANIFEST.md, one dict per file (read from the file, not copied here)."""
-    lines = [l for l in (FIXTURES / "MANIFEST.md").read_text().splitlines() if l.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in l.strip("|").split("|")))) for l in lines[2:]]
+FIXTURES = LEGACY
 
 
 ROWS = manifest_rows()
-
-
-def as_printed(text: str):
-    """A manifest number, compared to the precision it was printed with (half a last digit)."""
-    decimals = len(text.partition(".")[2])
-    return pytest.approx(float(text), rel=1e-9, abs=0.5 * 10**-decimals + 1e-9)
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ildata.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r["file"] for r in ROWS])
@@ -102,7 +85,12 @@ def test_inspect_reports_validation_problems(tmp_path):
     obs[3, 2] = np.nan
     acts = np.array([0, 1, 1, 0, 3, 1, 0, 0, 1, 1])  # 3 is outside Discrete(2)
     env = gym.make("CartPole-v1")
-    ildata.save([ildata.Episode(obs=obs, acts=acts, rews=np.ones(10))], tmp_path / "ds", observation_space=env.observation_space, action_space=env.action_space)
+    ildata.save(
+        [ildata.Episode(obs=obs, acts=acts, rews=np.ones(10))],
+        tmp_path / "ds",
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+    )
     report = json.loads(run_cli("inspect", str(tmp_path / "ds"), "--json").stdout)
     assert any("NaN" in p and p.startswith("obs") for p in report["problems"])
     assert any("1 steps outside the action space" in p for p in report["problems"])
@@ -113,7 +101,12 @@ BAD_INPUTS = {
     "unknown format": (b"hello, this is text\n" * 10, "unknown format"),
     "truncated pickle": ((FIXTURES / "p4-cartpole-dataclass.pkl").read_bytes()[:5000], ""),
     "truncated npz": ((FIXTURES / "n1-cartpole-v1-final.npz").read_bytes()[:20000], ""),
-    "corrupted npz": ((FIXTURES / "n1-cartpole-v1-final.npz").read_bytes()[:4000] + b"\0" * 5000 + (FIXTURES / "n1-cartpole-v1-final.npz").read_bytes()[9000:], ""),
+    "corrupted npz": (
+        (FIXTURES / "n1-cartpole-v1-final.npz").read_bytes()[:4000]
+        + b"\0" * 5000
+        + (FIXTURES / "n1-cartpole-v1-final.npz").read_bytes()[9000:],
+        "",
+    ),
 }
 
 
@@ -161,7 +154,10 @@ def test_convert_to_minari_by_dataset_id(tmp_path, monkeypatch):
     src = FIXTURES / "n1-cartpole-v1-final.npz"
     done = subprocess.run(
         [sys.executable, "-m", "ildata.cli", "convert", str(src), "minari:ildata/cartpole-v0", "--to", "minari", "--env", "CartPole-v1"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert "note:" in done.stderr  # what minari cannot represent is said

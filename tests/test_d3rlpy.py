@@ -4,7 +4,6 @@ writes are imported with what d3rlpy itself samples; the in-memory adapter train
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import d3rlpy
@@ -12,45 +11,35 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+from d3rlpy.dataset import BasicTransitionPicker, InfiniteBuffer, MDPDataset, ReplayBuffer
+from support import (
+    assert_same_batch,
+    make_episodes,
+)
 
 import ildata
+from algos.d3rlpy_adapter import to_mdp_dataset
 from ildata.episode import DataError, Episode, flatten_obs
 from ildata.formats import d3rlpy_h5, read_source
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from algos.d3rlpy_adapter import to_mdp_dataset  # noqa: E402
-from test_minari import _assert_same_batch  # noqa: E402  (one comparison helper for both formats)
-
-from d3rlpy.dataset import BasicTransitionPicker, InfiniteBuffer, MDPDataset, ReplayBuffer  # noqa: E402
 
 # (length, terminated, truncated): every combination gymnasium allows.
 EPISODES = [(4, True, False), (6, False, True), (3, True, True), (5, False, False), (1, False, True), (1, True, False)]
 
 
 def _episodes(dict_obs: bool, discrete: bool, rewards: bool = True) -> list[Episode]:
-    rng = np.random.default_rng(0)
-    episodes = []
-    for i, (length, terminated, truncated) in enumerate(EPISODES):
-        if dict_obs:
-            obs = {
-                "pos": rng.normal(size=(length + 1, 3)).astype(np.float32),
-                "img": rng.integers(0, 255, (length + 1, 2, 4), dtype=np.uint8),
-            }
-        else:
-            obs = rng.normal(size=(length + 1, 5))  # float64: kept as float64
-        acts = rng.integers(0, 3, length) if discrete else rng.uniform(-1, 1, (length, 2)).astype(np.float32)
-        episodes.append(
-            Episode(
-                obs=obs,
-                acts=acts,
-                rews=rng.normal(size=length) if rewards else None,
-                terminated=terminated,
-                truncated=truncated,
-                seed=i,
-            )
-        )
-    return episodes
+    """float64 observations (kept as float64) or a Dict of float32 and uint8 images."""
+    lengths = [length for length, _, _ in EPISODES]
+    flags = [(terminated, truncated) for _, terminated, truncated in EPISODES]
+    return make_episodes(
+        lengths,
+        obs_dim=5,
+        obs_dtype=np.float64,
+        dict_obs=dict_obs,
+        act_dim=None if discrete else 2,
+        rewards=rewards,
+        flags=flags,
+        seeds=True,
+    )
 
 
 def _assert_aligned(buffer: ReplayBuffer, ds: ildata.TrajectoryDataset) -> None:
@@ -95,7 +84,7 @@ def test_dump_round_trip_and_d3rlpy_reads_it(tmp_path: Path, dict_obs: bool, dis
 
     back = read_source(dump)
     assert back.format == "d3rlpy-h5"
-    _assert_same_batch(ds.to_batch(), back.batch, infos=False)
+    assert_same_batch(ds.to_batch(), back.batch, infos=False)
     assert back.observation_space == ds.observation_space and back.action_space == ds.action_space
     assert back.env_id == "CartPole-v1"
 
@@ -104,7 +93,7 @@ def test_dataset_without_rewards_round_trips(tmp_path: Path) -> None:
     ds = ildata.save(_episodes(False, True, rewards=False), tmp_path / "store")
     dump = tmp_path / "data.h5"
     assert any("no rewards" in n for n in d3rlpy_h5.write(ds, dump))
-    _assert_same_batch(ds.to_batch(), read_source(dump).batch, infos=False)
+    assert_same_batch(ds.to_batch(), read_source(dump).batch, infos=False)
 
 
 def test_adapter_builds_aligned_mdp_dataset_and_trains_bc(tmp_path: Path) -> None:
@@ -228,4 +217,4 @@ def test_cli_convert_to_and_from_d3rlpy(tmp_path: Path) -> None:
     with open(dump, "rb") as f:
         _assert_aligned(ReplayBuffer.load(f, InfiniteBuffer()), ds)
     assert main(["convert", str(dump), str(tmp_path / "back"), "--quiet"]) == 0
-    _assert_same_batch(ds.to_batch(), ildata.load(tmp_path / "back").to_batch(), infos=False)
+    assert_same_batch(ds.to_batch(), ildata.load(tmp_path / "back").to_batch(), infos=False)

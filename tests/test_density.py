@@ -153,14 +153,13 @@ def test_ppo_is_fed_the_density_reward(expert, tmp_path: Path) -> None:
     np.testing.assert_array_equal(policy(obs[:20]), algo.policy(obs[:20]))
 
 
+@pytest.mark.slow
 def test_ppo_on_the_recipe_reward_beats_a_random_policy(expert) -> None:
     """The shipped recipe (fewer PPO steps) imitates: in seals/CartPole-v0 (500-step episodes,
     true reward 1 while the pole is up) its policy's true returns beat a random policy's."""
     recipe = load_recipe(ROOT / "recipes" / "density-cartpole.yaml", ["config.ppo_timesteps=60000"])
     seed_everything(recipe.seed, recipe.threads)  # as `ildata train` does: same numerics in any test order
-    algo = DensityReward(
-        recipe.config, observation_space=expert.observation_space, action_space=expert.action_space, seed=recipe.seed
-    )
+    algo = DensityReward(recipe.config, observation_space=expert.observation_space, action_space=expert.action_space, seed=recipe.seed)
     algo.fit(expert, env_id=recipe.env)
     trained = np.array(evaluate(algo.policy, recipe.env, 10, seed=100_000)["returns"])
     random = np.array(evaluate(load_policy("random", env_id=recipe.env, seed=7), recipe.env, 10, seed=100_000)["returns"])

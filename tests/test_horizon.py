@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from support import LEGACY
 
 import ildata
 from ildata.episode import DataError, Episode, EpisodeBatch
 from ildata.horizon import VariableHorizonError, check_fixed_horizon, make_fixed_horizon, verdict
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "imitation-legacy"
+FIXTURES = LEGACY
 
 
 def _batch(lengths, terminated=True, truncated=False) -> EpisodeBatch:

@@ -16,38 +16,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from support import LEGACY, REPO, as_printed, make_episodes, manifest_rows
 
 import ildata
 from ildata.episode import DataError, Episode
 from ildata.formats import imitation_hf, read_source
 
-REPO = Path(__file__).resolve().parents[1]
-LEGACY = REPO.parent / "shared" / "fixtures" / "imitation-legacy"
-
-
-def _manifest_rows() -> list[dict[str, str]]:
-    """The table of MANIFEST.md (facts computed independently of this project)."""
-    rows = []
-    for line in (LEGACY / "MANIFEST.md").read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 11 and cells[0].endswith((".pkl", ".npz")):
-            keys = ["file", "format", "trajectories", "steps", "lengths", "obs", "acts_dtype", "obs_sum", "acts_sum", "mean_return", "terminal"]
-            rows.append(dict(zip(keys, cells)))
-    return rows
-
-
-MANIFEST = _manifest_rows()
+MANIFEST = manifest_rows()
 
 
 def test_manifest_covers_every_fixture() -> None:
     files = sorted(p.name for p in LEGACY.iterdir() if p.suffix in (".pkl", ".npz"))
     assert sorted(r["file"] for r in MANIFEST) == files and len(files) == 14
-
-
-def _printed(text: str):
-    """The manifest rounds to the digits it prints: accept anything that rounds to them."""
-    decimals = len(text.split(".")[1]) if "." in text else 0
-    return pytest.approx(float(text), rel=1e-6, abs=0.5 * 10.0**-decimals + 1e-9)
 
 
 def _returns(batch) -> np.ndarray:
@@ -62,18 +42,18 @@ def test_real_imitation_files_match_manifest(row: dict[str, str]) -> None:
     kind = "npz" if row["file"].startswith("n") else "pickle"
     assert source.format == f"imitation-{kind}-{row['file'][:2].upper()}"
     assert batch.num_episodes == int(row["trajectories"])
-    assert batch.num_transitions == int(row["steps"])
-    lo, hi = map(int, row["lengths"].split("-"))
+    assert batch.num_transitions == int(row["steps (transitions)"])
+    lo, hi = map(int, row["length min-max"].split("-"))
     assert (batch.lengths.min(), batch.lengths.max()) == (lo, hi)
-    shape, dtype = row["obs"].split()
+    shape, dtype = row["obs shape, dtype"].split()
     assert list(batch.obs.shape[1:]) == json.loads(shape)
     assert batch.obs.dtype == np.dtype(dtype)
-    assert batch.acts.dtype == np.dtype(row["acts_dtype"])
-    assert batch.obs.sum(dtype=np.float64) == _printed(row["obs_sum"])
-    assert batch.acts.sum(dtype=np.float64) == _printed(row["acts_sum"])
-    assert _returns(batch).mean() == _printed(row["mean_return"])
+    assert batch.acts.dtype == np.dtype(row["acts dtype"])
+    assert batch.obs.sum(dtype=np.float64) == as_printed(row["obs sum"])
+    assert batch.acts.sum(dtype=np.float64) == as_printed(row["acts sum"])
+    assert _returns(batch).mean() == as_printed(row["mean return"])
     # Stored terminal=True (or P0-P4, which had no flag): ended, but terminated vs truncated unknown.
-    assert row["terminal"] in ("True", "None")
+    assert row["terminal flag stored"] in ("True", "None")
     assert batch.terminated.all() and not batch.truncated.any() and not batch.termination_known.any()
     assert batch.infos is None  # all empty in these files
     assert any("terminal=True" in note for note in source.notes)
@@ -228,22 +208,9 @@ def test_imitation_table_with_wrong_obs_count_is_refused() -> None:
 
 
 def _episodes() -> list[Episode]:
-    rng = np.random.default_rng(3)
-    flags = [(True, False, True), (False, True, True), (True, False, False), (False, False, True)]
-    episodes = []
-    for i, (terminated, truncated, known) in enumerate(flags):
-        n = 4 + i
-        episodes.append(
-            Episode(
-                obs=rng.standard_normal((n + 1, 3)).astype(np.float32),
-                acts=rng.standard_normal((n, 2)).astype(np.float32),
-                rews=rng.standard_normal(n).astype(np.float32),
-                terminated=terminated,
-                truncated=truncated,
-                termination_known=known,
-                infos=[{"step": t} for t in range(n)] if i == 1 else None,
-            )
-        )
+    flags = [(True, False), (False, True), (True, False), (False, False)]
+    episodes = make_episodes([4, 5, 6, 7], seed=3, flags=flags, termination_known=[True, True, False, True])
+    episodes[1].infos = [{"step": t} for t in range(len(episodes[1]))]
     return episodes
 
 
@@ -315,7 +282,11 @@ def test_p3_dataclasses_with_numpy_infos(tmp_path: Path, monkeypatch: pytest.Mon
     source = read_source(path)
     batch = source.batch
     assert source.format == "imitation-pickle-P3" and batch.lengths.tolist() == [3, 1] and batch.rews is None
-    assert batch.infos[:3] == [{"x": 0.0, "TimeLimit.truncated": False}, {"x": 1.0, "TimeLimit.truncated": False}, {"x": 2.0, "TimeLimit.truncated": True}]
+    assert batch.infos[:3] == [
+        {"x": 0.0, "TimeLimit.truncated": False},
+        {"x": 1.0, "TimeLimit.truncated": False},
+        {"x": 2.0, "TimeLimit.truncated": True},
+    ]
     assert batch.infos[3] is None
     assert batch.truncated.tolist() == [True, False] and batch.termination_known.tolist() == [True, False]
 
@@ -471,7 +442,10 @@ def test_cli_refuses_hostile_pickle(tmp_path: Path) -> None:
     dst = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "ildata.cli", "convert", str(src), str(dst), "--quiet"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -484,7 +458,10 @@ def test_cli_reports_inconsistent_npz(tmp_path: Path) -> None:
     src = _n1(tmp_path, obs=np.zeros((8, 2), np.float32))
     result = subprocess.run(
         [sys.executable, "-m", "ildata.cli", "convert", str(src), str(tmp_path / "out"), "--quiet"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"ildata: error: {src}: obs has 8 rows")

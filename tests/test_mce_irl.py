@@ -55,7 +55,9 @@ def test_partition_and_occupancy_by_hand(discount: float) -> None:
     np.testing.assert_allclose(pi[1], 0.5)
     # First step: stay or switch, then collect the next state's soft value.
     np.testing.assert_allclose(Q[0], [[g * ln2, g * (1 + ln2)], [1 + g * (1 + ln2), 1 + g * ln2]])
-    np.testing.assert_allclose(V[0], [np.log(np.exp(g * ln2) + np.exp(g * (1 + ln2))), np.log(np.exp(1 + g * (1 + ln2)) + np.exp(1 + g * ln2))])
+    np.testing.assert_allclose(
+        V[0], [np.log(np.exp(g * ln2) + np.exp(g * (1 + ln2))), np.log(np.exp(1 + g * (1 + ln2)) + np.exp(1 + g * ln2))]
+    )
     p_switch = np.exp(g) / (1 + np.exp(g))
     np.testing.assert_allclose(pi[0], [[1 - p_switch, p_switch], [p_switch, 1 - p_switch]])
 
@@ -182,6 +184,7 @@ def test_demo_occupancy_counts_discounted_visits_and_rejects_short_episodes() ->
         demo_occupancy(mdp, obs, np.array([1, 3]))
 
 
+@pytest.mark.slow
 def test_mce_irl_matches_occupancy_measure_and_recovers_reward_ordering() -> None:
     env_id = "ildata/RandomMDP-v0"
     model = gym.make(env_id).unwrapped
@@ -201,6 +204,7 @@ def _gridworld_dataset():
     return ildata.load(GRIDWORLD)
 
 
+@pytest.mark.slow
 def test_mce_irl_on_gridworld_demonstrations(tmp_path: Path) -> None:
     """Quality bar: the learned reward's soft-optimal occupancy is within 0.05 (L1, normalised)."""
     ds = _gridworld_dataset()

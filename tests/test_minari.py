@@ -14,13 +14,13 @@ import gymnasium as gym
 import minari
 import numpy as np
 import pytest
+from minari.data_collector import EpisodeBuffer
+from support import assert_same_batch
 
 import ildata
 from ildata.conversion import convert
 from ildata.episode import DataError, Episode, flatten_obs
 from ildata.formats import minari_dir, read_source
-
-from minari.data_collector import EpisodeBuffer  # noqa: E402
 
 BACKENDS = ["arrow", "parquet", "hdf5"]
 # (length, terminated, truncated) of each episode: every combination gymnasium allows.
@@ -174,23 +174,6 @@ def _store(path: Path) -> ildata.TrajectoryDataset:
     return ildata.save(episodes, path, observation_space=OBS_SPACE, action_space=ACT_SPACE, env_id="CartPole-v1")
 
 
-def _assert_same_batch(a, b, *, infos: bool = True) -> None:
-    """Two EpisodeBatches hold identical arrays (dtypes included) and episode flags."""
-    fa, fb = flatten_obs(a.obs), flatten_obs(b.obs)
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        assert fa[key].dtype == fb[key].dtype, key
-        np.testing.assert_array_equal(fa[key], fb[key])
-    assert (a.rews is None) == (b.rews is None)
-    for name in ("acts", "rews", "lengths", "terminated", "truncated", "termination_known", "seeds"):
-        x, y = getattr(a, name), getattr(b, name)
-        if x is not None:
-            assert x.dtype == y.dtype, name
-            np.testing.assert_array_equal(x, y)
-    if infos:
-        assert a.infos == b.infos
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_export_reads_back_in_minari_and_ildata(minari_root: Path, tmp_path: Path, backend: str) -> None:
     ds = _store(tmp_path / "store")
@@ -206,7 +189,7 @@ def test_export_reads_back_in_minari_and_ildata(minari_root: Path, tmp_path: Pat
     _assert_matches_minari(batch, loaded)
     # ... and back: ildata -> minari -> ildata is exact, infos and seeds included.
     back = read_source(dst)
-    _assert_same_batch(batch, back.batch)
+    assert_same_batch(batch, back.batch)
     assert back.env_id == "CartPole-v1"
 
 
@@ -341,7 +324,7 @@ def test_other_spaces_missing_rewards_and_unknown_terminations_round_trip(minari
         _assert_matches_minari(_with_zero_rewards(ds.to_batch()), loaded)
         back = read_source(dst).batch
         assert back.rews is None
-        _assert_same_batch(ds.to_batch(), back)
+        assert_same_batch(ds.to_batch(), back)
     # written under the Minari root, the datasets are listed by minari under their ids
     assert {"other/spaces-arrow-v0", "other/spaces-hdf5-v0"} <= set(minari.list_local_datasets())
     from minari.namespace import list_local_namespaces

@@ -105,7 +105,12 @@ def test_round_trip_is_exact(tmp_path_factory, episodes):
         start += len(ep)
     # the batch view rebuilds every episode's observations including the final one
     batch = again.to_batch()
-    _assert_obs_equal(batch.obs, {k: np.concatenate([flatten_obs(e.obs)[k] for e in episodes]) for k in flatten_obs(episodes[0].obs)} if isinstance(episodes[0].obs, dict) else np.concatenate([e.obs for e in episodes]))
+    _assert_obs_equal(
+        batch.obs,
+        {k: np.concatenate([flatten_obs(e.obs)[k] for e in episodes]) for k in flatten_obs(episodes[0].obs)}
+        if isinstance(episodes[0].obs, dict)
+        else np.concatenate([e.obs for e in episodes]),
+    )
     assert ds.fingerprint == again.fingerprint
 
 
@@ -114,7 +119,15 @@ def _cartpole_like(n_episodes: int = 6, seed: int = 0) -> list[Episode]:
     out = []
     for i in range(n_episodes):
         n = 5 + 3 * i
-        out.append(Episode(obs=rng.standard_normal((n + 1, 4)).astype(np.float32), acts=rng.integers(0, 2, n), rews=np.ones(n, np.float32), terminated=i % 2 == 0, truncated=i % 2 == 1))
+        out.append(
+            Episode(
+                obs=rng.standard_normal((n + 1, 4)).astype(np.float32),
+                acts=rng.integers(0, 2, n),
+                rews=np.ones(n, np.float32),
+                terminated=i % 2 == 0,
+                truncated=i % 2 == 1,
+            )
+        )
     return out
 
 
@@ -223,13 +236,14 @@ def test_spaces_from_env_are_recorded(tmp_path):
 
     episodes = _cartpole_like()
     env = gym.make("CartPole-v1")
-    ds = ildata.save(episodes, tmp_path / "ds", observation_space=env.observation_space, action_space=env.action_space, env_id="CartPole-v1")
+    ds = ildata.save(
+        episodes, tmp_path / "ds", observation_space=env.observation_space, action_space=env.action_space, env_id="CartPole-v1"
+    )
     again = ildata.load(tmp_path / "ds")
     assert again.observation_space == env.observation_space
     assert again.action_space == env.action_space
     assert not again.info["spaces_inferred"]
     assert ds.info["spaces_inferred"] is False
-
 
 
 def test_parquet_shards_load_everywhere(tmp_path):
@@ -246,6 +260,8 @@ def test_parquet_shards_load_everywhere(tmp_path):
         assert got.obs.dtype == want.obs.dtype
     np.testing.assert_array_equal(again.transitions().next_obs, arrow.transitions().next_obs)
     assert again.fingerprint != arrow.fingerprint  # different files, fingerprint covers them
-    hf = datasets.load_dataset("parquet", data_files=str(tmp_path / "parquet/data/*.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
+    hf = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "parquet/data/*.parquet"), split="train", cache_dir=str(tmp_path / "cache")
+    )
     assert len(hf) == parquet.num_transitions
     np.testing.assert_allclose(np.array(hf[0]["obs"], dtype=np.float32), episodes[0].obs[0])

@@ -16,8 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="source file or folder, or minari:NAMESPACE/NAME-vN")
     p.add_argument("dst", help="destination folder (must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    p.add_argument("--to", default="ildata", choices=["ildata", "parquet", "minari", "d3rlpy", "imitation"],
-                   help="output format (default: ildata, memory-mapped Arrow shards; parquet: an ildata store with parquet shards)")
+    p.add_argument(
+        "--to",
+        default="ildata",
+        choices=["ildata", "parquet", "minari", "d3rlpy", "imitation"],
+        help="output format (default: ildata, memory-mapped Arrow shards; parquet: an ildata store with parquet shards)",
+    )
     p.add_argument("--env", dest="env_id", help="gymnasium env id: recorded, and its spaces used when the source has none")
     p.add_argument("--fixed-horizon", choices=["absorbing", "truncate"], help="make every episode the same length")
     p.add_argument("--horizon", type=int, help="target length for --fixed-horizon (default: longest for absorbing, shortest for truncate)")

@@ -47,9 +47,14 @@ def render(report: dict[str, Any]) -> None:
     rs = report["rollout_stats"]
     for prefix, label in (("return", "return"), ("len", "length")):
         if f"{prefix}_mean" in rs:
-            overview.add_row(label, f"mean {_fmt(rs[prefix + '_mean'])} ± {_fmt(rs[prefix + '_std'])}  [{_fmt(rs[prefix + '_min'])}, {_fmt(rs[prefix + '_max'])}]")
+            overview.add_row(
+                label,
+                f"mean {_fmt(rs[prefix + '_mean'])} ± {_fmt(rs[prefix + '_std'])}  [{_fmt(rs[prefix + '_min'])}, {_fmt(rs[prefix + '_max'])}]",
+            )
     term = report["termination"]
-    overview.add_row("termination", ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in term.items() if v or k in ("terminated", "truncated", "unknown")))
+    overview.add_row(
+        "termination", ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in term.items() if v or k in ("terminated", "truncated", "unknown"))
+    )
     horizon = report["horizon"]
     if horizon["fixed"]:
         overview.add_row("horizon", f"fixed: {horizon['length']} steps")

@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.uploaded)} files uploaded ({mb:.2f} MB) in {result.commits} commits, "
         f"{len(result.skipped)} unchanged, {len(result.deleted)} stale removed"
     )
-    print(f"load it with: ildata.load(\"hf://{result.repo_id}@{result.commit}\")")
+    print(f'load it with: ildata.load("hf://{result.repo_id}@{result.commit}")')
     return 0

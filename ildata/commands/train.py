@@ -13,8 +13,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="The recipe is checked (keys, types, dataset, env spaces) before anything trains.",
     )
     p.add_argument("recipe", help="recipe YAML file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key, e.g. --set config.n_steps=1000 (value parsed as YAML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set config.n_steps=1000 (value parsed as YAML)",
+    )
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")

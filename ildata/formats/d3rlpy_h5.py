@@ -270,9 +270,7 @@ def _concat(episodes: list[_D3Episode], field: str) -> Any:
     return np.concatenate([getattr(e, field) for e in episodes])
 
 
-def _with_final_rows(
-    obs_rows: list[np.ndarray], lengths: np.ndarray, terminated: np.ndarray, finals: list[np.ndarray]
-) -> list[np.ndarray]:
+def _with_final_rows(obs_rows: list[np.ndarray], lengths: np.ndarray, terminated: np.ndarray, finals: list[np.ndarray]) -> list[np.ndarray]:
     """d3rlpy observation rows -> T+1 rows per episode: each terminated episode's final
     observation (absent from d3rlpy's rows) is taken from `finals`, one row per such episode."""
     n_obs = int(lengths.sum() + len(lengths))

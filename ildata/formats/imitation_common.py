@@ -9,7 +9,8 @@ a time-limit cut, False otherwise). These helpers turn that into honest per-epis
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +35,7 @@ def _truncation_flag(info: Any) -> int:
     return -1
 
 
-def termination_flags(
-    terminal: np.ndarray, last_infos: Sequence[Any] | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def termination_flags(terminal: np.ndarray, last_infos: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(terminated, truncated, termination_known) per episode from imitation's `terminal`.
 
     - last info says `TimeLimit.truncated: True`: truncated, known;

@@ -15,8 +15,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,12 +36,7 @@ EMPTY_INFO = "{}"  # what imitation writes for a step without infos
 
 def sniff(path: Path) -> bool:
     """A `save_to_disk` folder: dataset_info.json and state.json next to data-*.arrow."""
-    return (
-        path.is_dir()
-        and (path / "dataset_info.json").is_file()
-        and (path / "state.json").is_file()
-        and any(path.glob("data-*.arrow"))
-    )
+    return path.is_dir() and (path / "dataset_info.json").is_file() and (path / "state.json").is_file() and any(path.glob("data-*.arrow"))
 
 
 def _arrow_files(path: Path) -> list[Path]:
@@ -227,7 +223,7 @@ def _write_legacy_features(folder: Path) -> None:
         os.replace(tmp, file)
 
 
-def to_imitation_dict(ds: "TrajectoryDataset") -> dict[str, list[Any]]:
+def to_imitation_dict(ds: TrajectoryDataset) -> dict[str, list[Any]]:
     """imitation's `trajectories_to_dict` output for a store, step arrays split per trajectory.
 
     `terminal` is imitation's "ended on done" (terminated or truncated); for episodes whose
@@ -255,7 +251,7 @@ def to_imitation_dict(ds: "TrajectoryDataset") -> dict[str, list[Any]]:
     return out
 
 
-def write(ds: "TrajectoryDataset", dst: Path, *, overwrite: bool = False) -> None:
+def write(ds: TrajectoryDataset, dst: Path, *, overwrite: bool = False) -> None:
     """Write `ds` as imitation 1.0.1's `serialize.save` would (readable by its `serialize.load`)."""
     import datasets  # heavy import, only needed here
 

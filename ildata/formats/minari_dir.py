@@ -17,10 +17,11 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def sniff(path: Path) -> bool:
 # --------------------------------------------------------------------------- spaces
 
 
-def _deserialize_space(text: Any) -> "gym.Space":
+def _deserialize_space(text: Any) -> gym.Space:
     from minari.serialization import deserialize_space
 
     try:
@@ -105,8 +106,8 @@ def _deserialize_space(text: Any) -> "gym.Space":
 
 
 def _leaves(
-    space: "gym.Space", path: tuple[str, ...] = (), h5_path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], tuple[str, ...], "gym.Space"]]:
+    space: gym.Space, path: tuple[str, ...] = (), h5_path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], tuple[str, ...], gym.Space]]:
     """(path, hdf5 path, leaf space) for every array of a (nested) Dict/Tuple space.
 
     Tuple items are named "0", "1"... (ildata's and minari's arrow convention); minari's hdf5
@@ -128,16 +129,16 @@ def _leaves(
         raise DataError(f"unsupported space {space} (ildata stores Box, Discrete, MultiDiscrete, MultiBinary, Dict and Tuple)")
 
 
-def _check_action_space(space: "gym.Space") -> None:
+def _check_action_space(space: gym.Space) -> None:
     if next(iter(_leaves(space)))[0] != ():
         raise DataError(f"action space {space} is not a single array (Dict/Tuple actions are not supported)")
 
 
-def _leaf_shape(space: "gym.Space") -> tuple[int, ...]:
+def _leaf_shape(space: gym.Space) -> tuple[int, ...]:
     return tuple(space.shape) if space.shape is not None else ()
 
 
-def _is_image(space: "gym.Space") -> bool:
+def _is_image(space: gym.Space) -> bool:
     """minari's own test for spaces it JPEG-encodes."""
     from minari.dataset.minari_storage import is_image_space
 
@@ -250,7 +251,7 @@ def _read_arrow(data: Path, fmt: str, n_episodes: int, obs_space, act_space, jpe
             raise DataError(f"episode folder {d.name} has no .{fmt} file")
         files += [(i, part) for part in parts]
 
-    def read_file(part: Path) -> "pa.Table":
+    def read_file(part: Path) -> pa.Table:
         try:
             if fmt == "arrow":
                 with pa.memory_map(str(part)) as source:
@@ -274,10 +275,7 @@ def _read_arrow(data: Path, fmt: str, n_episodes: int, obs_space, act_space, jpe
             raise DataError(f"episode files have no {column!r} column")
 
     observations = table.column("observations").combine_chunks()
-    obs = {
-        ".".join(p): _arrow_leaf(_arrow_field(observations, p), s, jpeg)
-        for p, _, s in _leaves(obs_space)
-    }
+    obs = {".".join(p): _arrow_leaf(_arrow_field(observations, p), s, jpeg) for p, _, s in _leaves(obs_space)}
     actions = table.column("actions").combine_chunks()
     _check_action_space(act_space)
     acts = _arrow_leaf(actions, act_space, jpeg)
@@ -297,7 +295,7 @@ def _read_arrow(data: Path, fmt: str, n_episodes: int, obs_space, act_space, jpe
     )
 
 
-def _arrow_field(array: "pa.Array", path: tuple[str, ...]) -> "pa.Array":
+def _arrow_field(array: pa.Array, path: tuple[str, ...]) -> pa.Array:
     import pyarrow.compute as pc
 
     for name in path:
@@ -307,7 +305,7 @@ def _arrow_field(array: "pa.Array", path: tuple[str, ...]) -> "pa.Array":
     return array
 
 
-def _arrow_leaf(array: "pa.Array", space: "gym.Space", jpeg: bool) -> np.ndarray:
+def _arrow_leaf(array: pa.Array, space: gym.Space, jpeg: bool) -> np.ndarray:
     """One leaf column -> numpy rows of `space.shape`, with the dtype stored in the file."""
     import pyarrow as pa
 
@@ -329,7 +327,7 @@ def _arrow_leaf(array: "pa.Array", space: "gym.Space", jpeg: bool) -> np.ndarray
     raise DataError(f"unexpected Arrow type {array.type} for space {space}")
 
 
-def _arrow_infos(array: "pa.Array") -> dict[str, Any]:
+def _arrow_infos(array: pa.Array) -> dict[str, Any]:
     """minari's arrow infos struct -> nested dict of numpy columns (nested structs included,
     which minari's own `_decode_info` turns into arrays of Python dicts)."""
     import pyarrow as pa
@@ -370,8 +368,7 @@ def _read_hdf5(data: Path, n_episodes: int, obs_space, act_space, jpeg: bool) ->
     _check_action_space(act_space)
     # (output key, dataset path in an episode group, row shape, JPEG-encoded?), decided once.
     columns = [
-        (".".join(p), "/".join(("observations",) + h5_path), _leaf_shape(s), jpeg and _is_image(s))
-        for p, h5_path, s in _leaves(obs_space)
+        (".".join(p), "/".join(("observations",) + h5_path), _leaf_shape(s), jpeg and _is_image(s)) for p, h5_path, s in _leaves(obs_space)
     ]
     columns.append(("actions", "actions", _leaf_shape(act_space), jpeg and _is_image(act_space)))
     columns += [(key, key, (), False) for key in ("rewards", "terminations", "truncations")]
@@ -418,7 +415,7 @@ def _read_hdf5(data: Path, n_episodes: int, obs_space, act_space, jpeg: bool) ->
     )
 
 
-def _h5_read(group: "h5py.Group", path: str) -> np.ndarray:
+def _h5_read(group: h5py.Group, path: str) -> np.ndarray:
     """A whole dataset through h5py's low-level API, which halves the per-call overhead of
     `group[path][()]`: it dominates minari files, which hold several small datasets per episode."""
     from h5py import h5d, h5s
@@ -435,7 +432,7 @@ def _h5_read(group: "h5py.Group", path: str) -> np.ndarray:
     return out
 
 
-def _hdf5_infos(group: "h5py.Group") -> dict[str, Any]:
+def _hdf5_infos(group: h5py.Group) -> dict[str, Any]:
     import h5py
 
     out: dict[str, Any] = {}
@@ -449,8 +446,7 @@ def _concat_nested(parts: list[dict[str, Any]]) -> dict[str, Any]:
     if any(list(p) != keys for p in parts):
         raise DataError("episodes have different info keys")
     return {
-        k: _concat_nested([p[k] for p in parts]) if isinstance(parts[0][k], dict) else np.concatenate([p[k] for p in parts])
-        for k in keys
+        k: _concat_nested([p[k] for p in parts]) if isinstance(parts[0][k], dict) else np.concatenate([p[k] for p in parts]) for k in keys
     }
 
 
@@ -462,9 +458,7 @@ def _columns_to_dicts(columns: Mapping[str, Any], n: int) -> list[dict[str, Any]
     """Columnar infos -> one dict per step (the EpisodeBatch contract); values become plain
     Python (nested lists for arrays) so any JSON-minded writer can keep them."""
     keys = list(columns)
-    values = [
-        _columns_to_dicts(v, n) if isinstance(v, Mapping) else np.asarray(v).tolist() for v in columns.values()
-    ]
+    values = [_columns_to_dicts(v, n) if isinstance(v, Mapping) else np.asarray(v).tolist() for v in columns.values()]
     for k, v in zip(keys, values):
         if len(v) != n:
             raise DataError(f"info {k!r} has {len(v)} rows for {n} steps")
@@ -721,7 +715,7 @@ def _encode_jpeg(frame: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _arrow_encode(values: np.ndarray, space: "gym.Space", jpeg: bool) -> "pa.Array":
+def _arrow_encode(values: np.ndarray, space: gym.Space, jpeg: bool) -> pa.Array:
     """One leaf -> minari's Arrow type: Box/MultiDiscrete/MultiBinary as a flat fixed_size_list,
     Discrete as a scalar column, JPEG bytes for images when asked."""
     import gymnasium as gym
@@ -735,7 +729,7 @@ def _arrow_encode(values: np.ndarray, space: "gym.Space", jpeg: bool) -> "pa.Arr
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
 
 
-def _arrow_obs(space: "gym.Space", flat_obs: Mapping[str, np.ndarray], jpeg: bool, path: tuple[str, ...] = ()) -> "pa.Array":
+def _arrow_obs(space: gym.Space, flat_obs: Mapping[str, np.ndarray], jpeg: bool, path: tuple[str, ...] = ()) -> pa.Array:
     import gymnasium as gym
     import pyarrow as pa
 
@@ -747,7 +741,7 @@ def _arrow_obs(space: "gym.Space", flat_obs: Mapping[str, np.ndarray], jpeg: boo
     return _arrow_encode(flat_obs[".".join(path)], space, jpeg)
 
 
-def _arrow_info_struct(columns: Mapping[str, Any]) -> "pa.Array":
+def _arrow_info_struct(columns: Mapping[str, Any]) -> pa.Array:
     """minari's `_encode_info` layout: nested struct, arrays of rank > 1 as fixed_size_list with
     a `shape` field metadata."""
     import pyarrow as pa
@@ -834,7 +828,7 @@ def _write_hdf5(data: Path, out: _Out, obs_space, jpeg: bool) -> None:
                 _write_hdf5_infos(group.create_group("infos"), _take_nested(out.infos, obs_rows))
 
 
-def _write_hdf5_infos(group: "h5py.Group", columns: Mapping[str, Any]) -> None:
+def _write_hdf5_infos(group: h5py.Group, columns: Mapping[str, Any]) -> None:
     import h5py
 
     for key, values in columns.items():
