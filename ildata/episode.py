@@ -29,6 +29,89 @@ class DataError(ValueError):
         self.subject = subject
 
 
+# ----------------------------------------------------------------------------- dtypes
+# The one place that says which array dtypes a store column (and so every reader and
+# `ildata.save`) accepts: booleans, integers and IEEE floats of 16-64 bits. Anything else
+# (complex, strings, bytes, structured/void, datetimes, objects, float128, zero-width) has no
+# Arrow column type. Big-endian arrays are valid and become native byte order.
+STORABLE_KINDS = frozenset("biuf")
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def storable_dtype(name: str, dtype: np.dtype) -> np.dtype:
+    """The native-byte-order dtype `name` ("obs", "acts", "rews", "obs.key") is stored as, or a
+    DataError naming the field and the dtype when no store column can hold it."""
+    if dtype.kind not in STORABLE_KINDS or dtype.itemsize == 0 or (dtype.kind == "f" and dtype.itemsize > 8):
+        raise DataError(f"{name} has dtype {dtype.str} ({dtype}), which no store column can hold (numbers and booleans only)")
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
+def normalise_dtype(name: str, array: np.ndarray) -> np.ndarray:
+    """`array` in a dtype a store column holds (native byte order), refusing the others.
+
+    Actions are indices or vectors that gymnasium spaces keep as int64, so uint64 actions become
+    int64 when every value fits, and are refused when one does not (a value above 2**63 - 1 is
+    no action index). Observations and rewards keep uint64 (Arrow has the type)."""
+    dtype = storable_dtype(name, array.dtype)
+    if name == "acts" and dtype == np.uint64:
+        if array.size and int(array.max()) > INT64_MAX:
+            raise DataError(f"acts has uint64 values up to {int(array.max())}, beyond int64 (the widest integer action)")
+        dtype = np.dtype(np.int64)
+    return array if dtype == array.dtype else array.astype(dtype)
+
+
+# ----------------------------------------------------------------------------- infos
+# Infos come from files as Python objects. A pickle can make one list hold the same list many
+# times, nested (memo references): 1 KB that expands to 2**40 elements when turned into JSON,
+# or a list nested 100 000 deep. Every info is made plain through `plain_info`, which counts
+# what it produces and refuses both.
+MAX_INFO_DEPTH = 100
+MAX_INFO_ELEMENTS = 10_000_000
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+class InfoBudget:
+    """How many more info elements may be produced (shared by all the steps of one read)."""
+
+    def __init__(self, limit: int = MAX_INFO_ELEMENTS) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise DataError(
+                f"infos expand to more than {self.limit} elements (lists or dicts shared by reference "
+                "many times, or nested): refused rather than filling memory"
+            )
+
+
+def plain_info(value: Any, budget: InfoBudget, depth: int = 0) -> Any:
+    """numpy scalars/arrays inside an info -> plain Python that serialises as JSON, within `budget`
+    and MAX_INFO_DEPTH; values of other types become their repr."""
+    if depth > MAX_INFO_DEPTH:
+        raise DataError(f"infos nested deeper than {MAX_INFO_DEPTH} levels")
+    if isinstance(value, _JSON_SCALARS):
+        budget.spend(1)
+        return value
+    if isinstance(value, dict):
+        budget.spend(len(value) + 1)
+        return {str(k): plain_info(v, budget, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        budget.spend(len(value) + 1)
+        return [plain_info(v, budget, depth + 1) for v in value]
+    if isinstance(value, np.ndarray):
+        budget.spend(value.size + 1)
+        if value.ndim > MAX_INFO_DEPTH:
+            raise DataError(f"infos nested deeper than {MAX_INFO_DEPTH} levels")
+        return plain_info(value.tolist(), budget, depth) if value.dtype.hasobject else value.tolist()
+    if isinstance(value, np.generic):
+        budget.spend(1)
+        return value.item()
+    budget.spend(1)
+    return repr(value)
+
+
 @dataclass
 class Episode:
     """One trajectory: `obs` has one more row than `acts` (the final observation is kept)."""
@@ -88,6 +171,15 @@ def map_obs(obs: Obs, fn) -> Obs:
     return fn(obs)
 
 
+def _normalise_obs(obs: Obs, name: str) -> Obs:
+    """`normalise_dtype` on every leaf, keeping the mapping's keys as they are."""
+    if isinstance(obs, Mapping):
+        return {key: _normalise_obs(value, f"{name}.{key}") for key, value in obs.items()}
+    if not isinstance(obs, np.ndarray):
+        raise DataError(f"{name} is a {type(obs).__name__}, not a numpy array")
+    return normalise_dtype(name, obs)
+
+
 @dataclass
 class EpisodeBatch:
     """Episodes in columnar form.
@@ -110,6 +202,10 @@ class EpisodeBatch:
 
     def __post_init__(self) -> None:
         self.lengths = np.asarray(self.lengths, dtype=np.int64)
+        self.obs = _normalise_obs(self.obs, "obs")
+        self.acts = normalise_dtype("acts", np.asarray(self.acts))
+        if self.rews is not None:
+            self.rews = normalise_dtype("rews", np.asarray(self.rews))
         n = len(self.lengths)
         for name in ("terminated", "truncated", "termination_known"):
             value = np.asarray(getattr(self, name), dtype=bool).reshape(-1)
@@ -159,6 +255,11 @@ class EpisodeBatch:
             raise DataError(f"{len(self.infos)} infos for {steps} actions")
         if self.seeds is not None and len(self.seeds) != self.num_episodes:
             raise DataError(f"{len(self.seeds)} seeds for {self.num_episodes} episodes")
+        for key, array in flatten_obs(self.obs).items():
+            storable_dtype(f"obs.{key}" if key else "obs", array.dtype)
+        storable_dtype("acts", self.acts.dtype)
+        if self.rews is not None:
+            storable_dtype("rews", self.rews.dtype)
 
     @classmethod
     def from_episodes(cls, episodes: Sequence[Episode]) -> EpisodeBatch:
@@ -178,11 +279,17 @@ class EpisodeBatch:
         if any(has_rews) and not all(has_rews):
             raise DataError("some episodes have rewards and others do not")
         rews = np.concatenate([ep.rews for ep in episodes]) if first.rews is not None else None
-        infos = None
+        infos: list[Any] | None = None
         if any(ep.infos is not None for ep in episodes):
+            # Made plain here, within a budget, so that infos sharing lists by reference cannot
+            # make the store's JSON encoding run forever.
+            budget = InfoBudget(max(MAX_INFO_ELEMENTS, 64 * sum(len(ep) for ep in episodes)))
             infos = []
             for ep in episodes:
-                infos.extend(ep.infos if ep.infos is not None else [None] * len(ep))
+                if ep.infos is None:
+                    infos.extend([None] * len(ep))
+                else:
+                    infos.extend(None if i is None else plain_info(i, budget) for i in ep.infos)
         seeds = None
         if any(ep.seed is not None for ep in episodes):
             seeds = np.array([-1 if ep.seed is None else ep.seed for ep in episodes], dtype=np.int64)

@@ -34,6 +34,8 @@ class LegacyTrajectory:
 
     __slots__ = ("args", "state")
     class_path: ClassVar[str] = ""
+    args: tuple[Any, ...]
+    state: Any
 
     def __new__(cls, *args: Any, **kwargs: Any) -> LegacyTrajectory:
         self = object.__new__(cls)
@@ -84,7 +86,9 @@ def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     """`numpy.core.multiarray._reconstruct`, limited to what `ndarray.__reduce__` emits."""
     if subtype is not _NdarrayToken or shape != (0,) or not isinstance(dtype, bytes):
         raise DataError("malformed pickle: unexpected arguments to numpy _reconstruct")
-    return _multiarray._reconstruct(np.ndarray, shape, dtype)
+    array = _multiarray._reconstruct(np.ndarray, shape, dtype)
+    assert isinstance(array, np.ndarray)
+    return array
 
 
 def _dtype(obj: Any, align: Any = False, copy: Any = False) -> np.dtype:
@@ -123,7 +127,7 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
         or order not in ("C", "F")
     ):
         raise DataError("malformed pickle: unexpected arguments to numpy _frombuffer")
-    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+    return np.frombuffer(memoryview(buf), dtype=dtype).reshape(shape, order=order)
 
 
 _NUMPY_GLOBALS: dict[str, Any] = {"_codecs.encode": _latin1_bytes}

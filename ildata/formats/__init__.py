@@ -6,23 +6,47 @@ A reader module exposes `sniff(path) -> bool` (by content, never by extension) a
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ildata.episode import DataError, EpisodeBatch
+from ildata.fsutil import require_regular_file
+from ildata.registry import Registry
 
-# Module names under ildata.formats, tried in this order. Imported lazily so that
-# `ildata --help` never pays for h5py/minari imports.
-READERS: tuple[str, ...] = (
-    "store_dir",
-    "imitation_hf",
-    "minari_dir",
-    "d3rlpy_h5",
-    "imitation_npz",
-    "imitation_pickle",
+# Reader modules, tried in this order. Imported lazily (`ildata --help` never pays for h5py or
+# minari); a module absent from this build is skipped.
+READERS: Registry[ModuleType] = Registry(
+    "reader",
+    tuple(
+        f"ildata.formats.{name}" for name in ("store_dir", "imitation_hf", "minari_dir", "d3rlpy_h5", "imitation_npz", "imitation_pickle")
+    ),
+    module_entries=True,
 )
+
+
+def _writer(module: str) -> Callable[..., Any]:
+    """A writer function, imported only when called (its module pulls h5py/minari/datasets)."""
+
+    def write(*args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        return importlib.import_module(module).write(*args, **kwargs)
+
+    write.__doc__ = f"`{module}.write`"
+    return write
+
+
+# `--to FORMAT` for formats other than ildata stores: `write(ds, dst, ...)`, one per format.
+WRITERS: Registry[Callable[..., Any]] = Registry("output format", ())
+for _name, _module in (
+    ("minari", "ildata.formats.minari_dir"),
+    ("d3rlpy", "ildata.formats.d3rlpy_h5"),
+    ("imitation", "ildata.formats.imitation_hf"),
+):
+    WRITERS.register(_name)(_writer(_module))
 
 
 @dataclass
@@ -42,15 +66,11 @@ def read_source(path: str | Path) -> SourceRead:
     path = Path(path)
     if not path.exists():
         raise DataError("no such file or directory")
-    if path.is_file() and path.stat().st_size == 0:
-        raise DataError("file is empty")
-    for name in READERS:
-        try:
-            module = importlib.import_module(f"ildata.formats.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"ildata.formats.{name}":
-                continue  # reader not part of this build
-            raise
+    if not path.is_dir():
+        require_regular_file(path)  # a named pipe would block the first read forever
+        if path.stat().st_size == 0:
+            raise DataError("file is empty")
+    for name, module in READERS.items():
         if module.sniff(path):
             try:
                 return module.read(path)
@@ -58,6 +78,8 @@ def read_source(path: str | Path) -> SourceRead:
                 raise
             except MemoryError:
                 raise DataError("not enough memory to read this file") from None
-            except Exception as exc:  # a corrupted file must give one line, not a traceback
+            except RecursionError:
+                raise DataError(f"{name} data nested too deeply to read") from None
+            except Exception as exc:  # last resort: a corrupted file must give one line, not a traceback
                 raise DataError(f"corrupted or unreadable {name} data ({type(exc).__name__}: {exc})") from None
     raise DataError("unknown format (not an ildata store, imitation pickle/npz/HF directory, Minari dataset or d3rlpy h5 file)")

@@ -26,16 +26,18 @@ through `d3rlpy.dataset.io` would import torch and d3rlpy into the data layer fo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ildata.episode import DataError, EpisodeBatch, flatten_obs, unflatten_obs
 from ildata.formats import SourceRead
+from ildata.fsutil import atomic_output, check_destination
+
+if TYPE_CHECKING:
+    from ildata.store import TrajectoryDataset
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 DATASET_VERSION = "2.1"  # d3rlpy.dataset.io.DATASET_VERSION
@@ -108,13 +110,11 @@ def to_d3rlpy_arrays(batch: EpisodeBatch) -> D3rlpyArrays:
     )
 
 
-def write(ds: Any, dst: Path) -> list[str]:
+def write(ds: TrajectoryDataset, dst: Path, *, overwrite: bool = False) -> list[str]:
     """Write a TrajectoryDataset as a d3rlpy h5 dump at `dst` (atomically); returns notes."""
     from ildata.spaces import space_to_dict
 
-    dst = Path(dst)
-    if dst.exists():
-        raise DataError(f"{dst} already exists")
+    check_destination(Path(dst), overwrite=overwrite)  # before the work, not only at the rename
     batch: EpisodeBatch = ds.to_batch()
     arrays = to_d3rlpy_arrays(batch)
     notes: list[str] = []
@@ -135,16 +135,8 @@ def write(ds: Any, dst: Path) -> list[str]:
         "action_space": space_to_dict(ds.action_space),
         "env_id": getattr(ds, "env_id", None),
     }
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with atomic_output(dst, overwrite=overwrite, folder=False) as tmp:
         _write_h5(tmp, arrays, batch, meta)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return notes
 
 
@@ -191,8 +183,8 @@ def sniff(path: Path) -> bool:
     import h5py
 
     try:
-        with h5py.File(path, "r") as h5:
-            return all(k in h5 for k in ("columns", "num_episodes", "version"))
+        with h5py.File(path, "r") as h5:  # links are looked at, never followed
+            return all(h5.get(k, getlink=True) is not None for k in ("columns", "num_episodes", "version"))
     except OSError:
         return False
 
@@ -208,23 +200,59 @@ def read(path: Path) -> SourceRead:
         raise DataError(f"not a readable HDF5 file ({exc})") from exc
 
 
+def _member(group: Any, name: str) -> Any:
+    """`group[name]` when it is stored in this file, None when absent. External links, soft
+    links, external and virtual datasets are refused, not followed: they would read other files
+    (a source is read, and nothing outside it)."""
+    import h5py
+
+    link = group.get(name, getlink=True)
+    if link is None:
+        return None
+    if isinstance(link, h5py.ExternalLink):
+        raise DataError(f"{name} is an HDF5 external link to {link.filename!r}: refused (it would read another file)")
+    if not isinstance(link, h5py.HardLink):
+        raise DataError(f"{name} is an HDF5 {type(link).__name__}: refused (only objects stored in the file are read)")
+    member = group[name]
+    if isinstance(member, h5py.Dataset):
+        if member.is_virtual:
+            raise DataError(f"{name} is an HDF5 virtual dataset: refused (it would read other files)")
+        if member.external:
+            raise DataError(f"{name} is an HDF5 dataset stored in external file(s) {member.external[0][0]!r}: refused")
+    return member
+
+
+def _data(group: Any, name: str, *, required: bool = True) -> Any:
+    """The value of dataset `name` (see `_member`); None when absent and not `required`."""
+    import h5py
+
+    member = _member(group, name)
+    if member is None:
+        if required:
+            raise DataError(f"d3rlpy dump has no {name}")
+        return None
+    if not isinstance(member, h5py.Dataset):
+        raise DataError(f"{name} is an HDF5 {type(member).__name__}, not a dataset")
+    return member[()]
+
+
 def _read_file(h5: Any) -> SourceRead:
     import h5py
 
-    if not all(k in h5 for k in ("columns", "num_episodes", "version")):
+    if not all(h5.get(k, getlink=True) is not None for k in ("columns", "num_episodes", "version")):
         raise DataError("not a d3rlpy dump (no columns/num_episodes/version datasets)")
-    version = _text(h5["version"][()])
+    version = _text(_data(h5, "version"))
     if version != DATASET_VERSION:
         raise DataError(f"d3rlpy dataset version {version} is not supported (expected {DATASET_VERSION})")
-    columns = [_text(c) for c in h5["columns"][()]]
+    columns = [_text(c) for c in _data(h5, "columns")]
     missing = [c for c in COLUMNS if c not in columns]
     if missing:
         raise DataError(f"d3rlpy dump has no {missing[0]!r} column")
-    n_episodes = int(h5["num_episodes"][()])
+    n_episodes = int(_data(h5, "num_episodes"))
     if n_episodes < 1:
         raise DataError("d3rlpy dump has no episodes")
     episodes = [_read_episode(h5, i) for i in range(n_episodes)]
-    extra = h5.get(ILDATA)
+    extra = _member(h5, ILDATA)
     if isinstance(extra, h5py.Group) and "meta" in extra.attrs:
         return _read_ildata(episodes, extra)
     return _read_foreign(episodes)
@@ -243,18 +271,16 @@ class _D3Episode:
 
 
 def _read_episode(h5: Any, i: int) -> _D3Episode:
-    if f"observations_{i}" in h5:
-        observations = [h5[f"observations_{i}"][()]]
+    single = _data(h5, f"observations_{i}", required=False)
+    if single is not None:
+        observations = [single]
     else:
         observations = []
-        while f"observations_{i}_{len(observations)}" in h5:
-            observations.append(h5[f"observations_{i}_{len(observations)}"][()])
+        while (part := _data(h5, f"observations_{i}_{len(observations)}", required=False)) is not None:
+            observations.append(part)
         if not observations:
             raise DataError(f"episode {i} has no observations")
-    for key in (f"actions_{i}", f"rewards_{i}", f"terminated_{i}"):
-        if key not in h5:
-            raise DataError(f"d3rlpy dump has no {key}")
-    episode = _D3Episode(observations, h5[f"actions_{i}"][()], h5[f"rewards_{i}"][()], bool(h5[f"terminated_{i}"][()]))
+    episode = _D3Episode(observations, _data(h5, f"actions_{i}"), _data(h5, f"rewards_{i}"), bool(_data(h5, f"terminated_{i}")))
     n = len(episode.actions)
     if any(len(o) != n for o in observations) or len(episode.rewards) != n:
         raise DataError(f"episode {i}: observations, actions and rewards have different lengths")
@@ -291,14 +317,14 @@ def _read_ildata(episodes: list[_D3Episode], extra: Any) -> SourceRead:
     from ildata.spaces import space_from_dict
 
     meta = json.loads(extra.attrs["meta"])
-    padded = extra["padded"][()].astype(bool)
+    padded = _data(extra, "padded").astype(bool)
     terminated = np.array([e.terminated for e in episodes])
     if len(padded) != len(episodes) or (padded == terminated).any():
         raise DataError("ildata's episode table in the dump does not match its episodes")
     sizes = np.array([len(e.actions) for e in episodes])
     lengths = sizes - padded
     obs_rows = _concat(episodes, "observations")
-    finals = [extra[f"final_observations_{j}"][()] for j in range(len(obs_rows))]
+    finals = [_data(extra, f"final_observations_{j}") for j in range(len(obs_rows))]
     # Terminated episodes get their stored final observation back after their T rows.
     obs = _with_final_rows(obs_rows, lengths, terminated, finals)
     step = np.ones(int(sizes.sum()), dtype=bool)
@@ -312,10 +338,10 @@ def _read_ildata(episodes: list[_D3Episode], extra: Any) -> SourceRead:
         acts=actions,
         lengths=lengths,
         terminated=terminated,
-        truncated=extra["truncated"][()],
-        termination_known=extra["termination_known"][()],
+        truncated=_data(extra, "truncated"),
+        termination_known=_data(extra, "termination_known"),
         rews=rewards if meta["has_rewards"] else None,
-        seeds=extra["seeds"][()] if "seeds" in extra else None,
+        seeds=_data(extra, "seeds", required=False),
     )
     return SourceRead(
         batch=batch,

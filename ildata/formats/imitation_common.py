@@ -14,12 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ildata.episode import DataError, EpisodeBatch, Obs
+from ildata.episode import MAX_INFO_ELEMENTS, DataError, EpisodeBatch, InfoBudget, Obs, plain_info
 from ildata.formats import SourceRead
 
 TRUNCATED_KEY = "TimeLimit.truncated"
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 def _truncation_flag(info: Any) -> int:
@@ -27,7 +25,7 @@ def _truncation_flag(info: Any) -> int:
     if isinstance(info, str):  # a jsonpickle payload kept verbatim: still JSON at the top level
         try:
             info = json.loads(info)
-        except ValueError:
+        except (ValueError, RecursionError):
             return -1
     flag = info.get(TRUNCATED_KEY) if isinstance(info, dict) else None
     if isinstance(flag, (bool, np.bool_)):
@@ -51,32 +49,32 @@ def termination_flags(terminal: np.ndarray, last_infos: Sequence[Any] | None) ->
     return terminal & ~truncated, truncated, flags >= 0
 
 
-def to_plain(value: Any) -> Any:
-    """numpy scalars/arrays inside infos -> plain Python, so infos serialise as JSON."""
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_plain(value.tolist()) if value.dtype.hasobject else value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, _JSON_SCALARS):
-        return value
-    return repr(value)  # nothing else can come out of the allow-listed unpickler
-
-
 def _is_trivial(info: Any) -> bool:
     """Empty, or holding only the truncation flag (which the episode flags already carry)."""
     return not info or (isinstance(info, dict) and info.keys() <= {TRUNCATED_KEY})
 
 
-def plain_infos(infos: Sequence[Any]) -> list[Any] | None:
+def _all_empty(infos: Sequence[Any]) -> bool:
+    # `any` runs at C speed over empty dicts/None: the 2M-step case costs ~20 ms. An array info
+    # has no truth value (ValueError): then it is not empty.
+    try:
+        return not any(infos)
+    except ValueError:
+        return False
+
+
+def info_budget(source_bytes: int) -> InfoBudget:
+    """The most info elements a source of `source_bytes` may decode to. A pickle or JSON spends
+    at least a byte on each element it really holds, so only references shared many times
+    (a few bytes that stand for a whole list) can go past four per byte."""
+    return InfoBudget(max(MAX_INFO_ELEMENTS, 4 * source_bytes))
+
+
+def plain_infos(infos: Sequence[Any], budget: InfoBudget) -> list[Any] | None:
     """Per-step infos as plain Python, or None when they carry nothing (the common case)."""
-    # `any` runs at C speed over empty dicts/None: the 2M-step case costs ~20 ms.
-    if not any(infos) or all(map(_is_trivial, infos)):
+    if _all_empty(infos) or all(not isinstance(i, np.ndarray) and _is_trivial(i) for i in infos):
         return None
-    return [to_plain(i) if i is not None else None for i in infos]
+    return [plain_info(i, budget) if i is not None else None for i in infos]
 
 
 def make_read(
@@ -88,8 +86,11 @@ def make_read(
     rews: np.ndarray | None,
     infos: Sequence[Any] | None,
     notes: list[str] | None = None,
+    *,
+    source_bytes: int,
 ) -> SourceRead:
-    """Assemble the `SourceRead` of an imitation file (flags per `termination_flags`)."""
+    """Assemble the `SourceRead` of an imitation file (flags per `termination_flags`);
+    `source_bytes`, the size the infos were decoded from, bounds what they may expand to."""
     lengths = np.asarray(lengths, dtype=np.int64)
     last_infos = None
     if infos is not None:
@@ -105,7 +106,7 @@ def make_read(
         truncated=truncated,
         termination_known=known,
         rews=rews,
-        infos=plain_infos(infos) if infos is not None else None,
+        infos=plain_infos(infos, info_budget(source_bytes)) if infos is not None else None,
     )
     notes = list(notes or [])
     unknown = int((~known).sum())

@@ -11,10 +11,8 @@ infos are decoded only when they hold more than `"{}"`.
 
 from __future__ import annotations
 
+import importlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ import pyarrow.compute as pc
 from ildata.episode import DataError, EpisodeBatch
 from ildata.formats import SourceRead
 from ildata.formats.imitation_common import TRUNCATED_KEY, make_read
+from ildata.fsutil import atomic_output, inside, require_regular_file
 
 if TYPE_CHECKING:
     from ildata.store import TrajectoryDataset
@@ -40,27 +39,39 @@ def sniff(path: Path) -> bool:
 
 
 def _arrow_files(path: Path) -> list[Path]:
-    """Shards in the order state.json lists them (falling back to name order)."""
+    """Shards in the order state.json lists them (falling back to name order), each a regular
+    file inside the dataset folder."""
+    state_file = require_regular_file(path / "state.json")
     try:
-        listed = [path / f["filename"] for f in json.loads((path / "state.json").read_text())["_data_files"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"state.json: not a datasets state file ({exc})", subject=path / "state.json") from None
-    return listed or sorted(path.glob("data-*.arrow"))
+        names = [f["filename"] for f in json.loads(state_file.read_text())["_data_files"]]
+        if not all(isinstance(name, str) for name in names):
+            raise TypeError("a data file name is not a string")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError) as exc:
+        raise DataError(f"not a datasets state file ({type(exc).__name__}: {exc})", subject=state_file) from None
+    files = [inside(path, name) for name in names] or sorted(path.glob("data-*.arrow"))
+    return [require_regular_file(file) for file in files]
+
+
+def _read_shard(file: Path) -> pa.Table:
+    """One Arrow stream file, fully validated: offsets pointing outside their buffers would
+    make later reads crash the interpreter, so nothing is touched before `validate(full=True)`."""
+    try:
+        table = pa.ipc.open_stream(pa.memory_map(str(file))).read_all()
+        table.validate(full=True)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"corrupted Arrow stream ({type(exc).__name__}: {exc})", subject=file) from None
+    return table
 
 
 def read(path: Path) -> SourceRead:
     """Read every Arrow stream shard of a `save_to_disk` directory."""
-    tables = []
-    for file in _arrow_files(path):
-        try:
-            tables.append(pa.ipc.open_stream(pa.memory_map(str(file))).read_all())
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise DataError(f"{file.name}: missing or corrupted Arrow stream ({exc})", subject=file) from None
+    files = _arrow_files(path)
+    tables = [_read_shard(file) for file in files]
     try:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     except pa.ArrowInvalid as exc:
         raise DataError(f"shards have different columns ({exc})") from None
-    return source_from_imitation_table(table)
+    return source_from_imitation_table(table, source_bytes=sum(file.stat().st_size for file in files))
 
 
 # ----------------------------------------------------------------------------- columns
@@ -113,9 +124,11 @@ def _decode_info(text: str | None) -> Any:
         return None
     try:
         value = json.loads(text)
+        return text if _has_pickle_tags(value) else value
     except json.JSONDecodeError:
         return text
-    return text if _has_pickle_tags(value) else value
+    except RecursionError:
+        raise DataError(f"an info's JSON is nested too deeply to decode ({len(text)} characters)") from None
 
 
 def _infos(values: pa.Array) -> list[Any] | None:
@@ -128,8 +141,10 @@ def _infos(values: pa.Array) -> list[Any] | None:
     return [decoded[i] for i in encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
 
 
-def source_from_imitation_table(table: pa.Table, fmt: str = FORMAT) -> SourceRead:
-    """One row per trajectory (imitation's HF/Hub layout) -> a `SourceRead`."""
+def source_from_imitation_table(table: pa.Table, fmt: str = FORMAT, *, source_bytes: int | None = None) -> SourceRead:
+    """One row per trajectory (imitation's HF/Hub layout) -> a `SourceRead`; the table must be
+    validated (`validate(full=True)`) when it comes from an untrusted file. `source_bytes`, the
+    size it was read from (default: the table's), bounds what its infos may expand to."""
     missing = [c for c in ("obs", "acts", "terminal") if c not in table.column_names]
     if missing:
         raise DataError(f"no {', '.join(map(repr, missing))} column: not an imitation trajectory table")
@@ -164,6 +179,7 @@ def source_from_imitation_table(table: pa.Table, fmt: str = FORMAT) -> SourceRea
         terminal=terminal.to_numpy(),
         rews=rews,
         infos=infos,
+        source_bytes=table.nbytes if source_bytes is None else source_bytes,
     )
 
 
@@ -216,11 +232,10 @@ def _write_legacy_features(folder: Path) -> None:
         hf = json.loads(metadata[b"huggingface"])
         metadata[b"huggingface"] = json.dumps(_legacy_features(hf)).encode()
         schema = reader.schema.with_metadata(metadata)
-        tmp = file.with_suffix(".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for batch in reader:  # keep datasets' record batches as they are
-                writer.write_batch(batch.replace_schema_metadata(metadata))
-        os.replace(tmp, file)
+        with atomic_output(file, overwrite=True, folder=False) as tmp:
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+                for batch in reader:  # keep datasets' record batches as they are
+                    writer.write_batch(batch.replace_schema_metadata(metadata))
 
 
 def to_imitation_dict(ds: TrajectoryDataset) -> dict[str, list[Any]]:
@@ -253,19 +268,10 @@ def to_imitation_dict(ds: TrajectoryDataset) -> dict[str, list[Any]]:
 
 def write(ds: TrajectoryDataset, dst: Path, *, overwrite: bool = False) -> None:
     """Write `ds` as imitation 1.0.1's `serialize.save` would (readable by its `serialize.load`)."""
-    import datasets  # heavy import, only needed here
+    # Heavy import, only needed here (by name: the repository's datasets/ folder would shadow
+    # the package for the type checker).
+    Dataset = importlib.import_module("datasets").Dataset
 
-    dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise DataError("already exists", subject=dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
-        out = work / "hf"
-        datasets.Dataset.from_dict(to_imitation_dict(ds)).save_to_disk(str(out))
+    with atomic_output(dst, overwrite=overwrite) as out:
+        Dataset.from_dict(to_imitation_dict(ds)).save_to_disk(str(out))
         _write_legacy_features(out)
-        if dst.exists():
-            shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
-        os.replace(out, dst)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

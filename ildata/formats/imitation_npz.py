@@ -20,15 +20,17 @@ import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from ildata import safe_pickle
-from ildata.episode import DataError
+from ildata.episode import DataError, storable_dtype
 from ildata.formats import SourceRead
 from ildata.formats.imitation_common import make_read
 
+_zlib: ModuleType
 try:  # ISA-L inflate: same API as zlib, 2-3x faster (see `_member_start`)
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a declared dependency
@@ -99,6 +101,8 @@ def _parse_npy(name: str, data: bytes) -> np.ndarray:
     else:
         raise DataError(f"member {name}: unsupported .npy format version {version}")
     offset = f.tell()
+    if dtype.itemsize == 0:
+        storable_dtype(name[: -len(".npy")], dtype)  # refuses it, naming the member
     if dtype.hasobject:
         array = safe_pickle.loads(memoryview(data)[offset:])
         if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
@@ -112,7 +116,8 @@ def _parse_npy(name: str, data: bytes) -> np.ndarray:
     return array.reshape(shape, order="F" if fortran else "C")
 
 
-def _load_members(path: Path) -> dict[str, np.ndarray]:
+def _load_members(path: Path) -> tuple[dict[str, np.ndarray], int]:
+    """The `.npy` members by name, and their total size once inflated."""
     try:
         with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
             infos = [info for info in zf.infolist() if info.filename.endswith(".npy")]
@@ -121,7 +126,8 @@ def _load_members(path: Path) -> dict[str, np.ndarray]:
                 # obs (the biggest member) inflates on one core while the others do on a second.
                 with ThreadPoolExecutor(max_workers=2) as pool:
                     datas = list(pool.map(_inflate, [view] * len(infos), infos, starts))
-        return {info.filename[: -len(".npy")]: _parse_npy(info.filename, data) for info, data in zip(infos, datas)}
+        members = {info.filename[: -len(".npy")]: _parse_npy(info.filename, data) for info, data in zip(infos, datas)}
+        return members, sum(len(data) for data in datas)
     except DataError:
         raise
     except (zipfile.BadZipFile, zlib.error, _zlib.error, EOFError, OSError, ValueError, struct.error) as exc:
@@ -162,12 +168,14 @@ def _lengths_from_indices(indices: np.ndarray, steps: int) -> np.ndarray:
 
 def read(path: Path) -> SourceRead:
     """Read an N0 or N1 npz."""
-    members = _load_members(path)
+    members, inflated_bytes = _load_members(path)
     _require(members, "obs", "acts")
     obs, acts = members["obs"], members["acts"]
     for name in ("obs", "acts", "rews"):
-        if name in members and (members[name].dtype.hasobject or members[name].ndim == 0):
-            raise DataError(f"{name} is not a numeric array")
+        if name in members:
+            if members[name].ndim == 0:
+                raise DataError(f"{name} is a single value, not an array of steps")
+            storable_dtype(name, members[name].dtype)
     steps = int(acts.shape[0])
     if "indices" in members:  # N1
         _require(members, "terminal")
@@ -197,4 +205,5 @@ def read(path: Path) -> SourceRead:
         terminal=terminal,
         rews=members.get("rews"),
         infos=_infos(members.get("infos"), steps),
+        source_bytes=inflated_bytes,
     )

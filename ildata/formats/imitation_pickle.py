@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ildata import safe_pickle
-from ildata.episode import DataError
+from ildata.episode import DataError, storable_dtype
 from ildata.formats import SourceRead
 from ildata.formats.imitation_common import make_read
 
@@ -71,8 +71,9 @@ def _fields(i: int, item: Any) -> _Traj:
 
 
 def _numeric(i: int, name: str, value: Any) -> np.ndarray:
-    if not isinstance(value, np.ndarray) or value.dtype.hasobject or value.ndim == 0:
-        raise DataError(f"trajectory {i}: {name} is not a numeric array")
+    if not isinstance(value, np.ndarray) or value.ndim == 0:
+        raise DataError(f"trajectory {i}: {name} is not an array of steps")
+    storable_dtype(name, value.dtype)  # before concatenating: numpy would promote mixed kinds
     return value
 
 
@@ -112,8 +113,8 @@ def read(path: Path) -> SourceRead:
     try:
         obs = np.concatenate([t.obs for t in trajs])
         acts = np.concatenate([t.acts for t in trajs])
-    except ValueError as exc:
-        raise DataError(f"trajectories disagree on observation/action shapes: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"trajectories disagree on observation/action shapes or dtypes: {exc}") from None
     return make_read(
         f"imitation-pickle-{trajs[0].family}",
         obs=obs,
@@ -122,4 +123,5 @@ def read(path: Path) -> SourceRead:
         terminal=np.array([bool(t.terminal) for t in trajs]),
         rews=np.concatenate([t.rews for t in trajs]) if all(has_rews) else None,
         infos=infos,
+        source_bytes=path.stat().st_size,
     )
