@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import importlib
-import os
-import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ildata.envs import env_spaces
-from ildata.episode import DataError
+from ildata.episode import DataError, Obs
 from ildata.formats import SourceRead, read_source
+from ildata.fsutil import atomic_output, check_destination
 
 # `--to FORMAT` -> module with `write(ds, dst: Path) -> None` (imported lazily).
 WRITERS: dict[str, str] = {
@@ -24,6 +25,11 @@ WRITERS: dict[str, str] = {
     "d3rlpy": "ildata.formats.d3rlpy_h5",
     "imitation": "ildata.formats.imitation_hf",
 }
+
+if TYPE_CHECKING:
+    from gymnasium import Space
+
+    from ildata.store import TrajectoryDataset
 
 Stage = Callable[[str], None]
 
@@ -50,18 +56,61 @@ def resolve_source(src: str | Path) -> Path:
 
 
 def read(src: str | Path, *, env_id: str | None = None) -> tuple[SourceRead, Path]:
-    """Read a source, taking its spaces from `env_id` when the source does not record them."""
+    """Read a source, taking its spaces from `env_id` when the source does not record them.
+
+    With `env_id`, the env's spaces must fit the data (a DataError names both otherwise)."""
     path = resolve_source(src)
     source = read_source(path)
     if env_id is not None:
         if source.env_id is not None and source.env_id != env_id:
             source.notes.append(f"source says env {source.env_id}, overridden by {env_id}")
         source.env_id = env_id
+        obs_space, act_space = check_env_fits(
+            env_id, source.batch.obs, source.batch.acts, recorded=(source.observation_space, source.action_space)
+        )
         if source.observation_space is None or source.action_space is None:
-            obs_space, act_space = env_spaces(env_id)
             source.observation_space = source.observation_space or _with_data_dtype(obs_space, source.batch.obs)
             source.action_space = source.action_space or act_space
     return source, path
+
+
+def check_env_fits(
+    env_id: str, obs: Obs, acts: np.ndarray, *, recorded: tuple[Space | None, Space | None] = (None, None)
+) -> tuple[Space, Space]:
+    """The spaces of `env_id`, or a DataError naming the env's space and the data's (`recorded`,
+    else inferred) when the per-step observations or actions cannot belong to them (a wrong `--env`)."""
+    from ildata.spaces import infer_action_space, infer_obs_space
+
+    obs_space, act_space = env_spaces(env_id)
+    checks: tuple[tuple[str, Space, Any, Space | None, Callable[[Any], Space]], ...] = (
+        ("observation", obs_space, obs, recorded[0], infer_obs_space),
+        ("action", act_space, acts, recorded[1], infer_action_space),
+    )
+    for what, space, data, own, infer in checks:
+        try:
+            _check_fits(space, data, what)
+        except DataError as exc:
+            data_space = own if own is not None else infer(data)
+            raise DataError(f"env {env_id} has {what} space {space} but the data's is {data_space} ({exc})") from None
+    return obs_space, act_space
+
+
+def _check_fits(space: Space, data: Obs, what: str) -> None:
+    from gymnasium import spaces
+
+    from ildata.spaces import check_matches
+
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        subspaces = dict(space.spaces.items()) if isinstance(space, spaces.Dict) else {str(i): s for i, s in enumerate(space.spaces)}
+        if not isinstance(data, Mapping) or set(data) != set(subspaces):
+            keys = sorted(data) if isinstance(data, Mapping) else "none"
+            raise DataError(f"{what} keys {sorted(subspaces)} differ from the data's ({keys})")
+        for key, subspace in subspaces.items():
+            _check_fits(subspace, data[key], f"{what} {key}")
+    elif isinstance(data, Mapping):
+        raise DataError(f"the data's {what}s have keys {sorted(data)}, the space has none")
+    else:
+        check_matches(space, data, what + "s")
 
 
 def _with_data_dtype(space: Any, obs: Any) -> Any:
@@ -76,7 +125,7 @@ def _with_data_dtype(space: Any, obs: Any) -> Any:
 def _absorbing_space(space: Any) -> Any:
     from gymnasium import spaces
 
-    flag = spaces.Box(0, 1, shape=(), dtype="uint8")
+    flag = spaces.Box(0, 1, shape=(), dtype=np.uint8)
     if isinstance(space, spaces.Dict):
         return spaces.Dict({**space.spaces, "absorbing": flag})
     return spaces.Dict({"obs": space, "absorbing": flag})
@@ -92,25 +141,30 @@ def convert(
     fixed_horizon: str | None = None,
     horizon: int | None = None,
     stage: Stage = _noop,
-):
+) -> TrajectoryDataset | ExportResult:
     """Convert `src` (detected by content) into `dst`; returns the new TrajectoryDataset
-    (or, for `to` other than "ildata", an ExportResult)."""
+    (or, for `to` other than "ildata", an ExportResult).
+
+    `dst` may neither contain nor lie inside the source: replacing it would delete the source,
+    and writing into it would modify the source."""
     from ildata.store import Provenance, load, sha256_path, write_dataset
 
     if to not in WRITERS:
         raise DataError(f"unknown output format {to!r} (choose from {', '.join(WRITERS)})")
     dst = resolve_source(dst) if to == "minari" else Path(dst)
-    if dst.exists() and not overwrite:
-        raise DataError("already exists (pass --overwrite to replace it)", subject=dst)
     path = resolve_source(src)
-    if path.resolve() == dst.resolve():
-        raise DataError("source and destination are the same path")
+    _check_source_path(path)
+    check_destination(dst, overwrite=overwrite, sources=(path,))
+    _check_utf8_name(dst)
     stage("reading")
     # The source hash (I/O and hashlib, both release the GIL) runs while the source is parsed.
     with ThreadPoolExecutor(max_workers=1) as pool:
         source_hash = pool.submit(sha256_path, path) if path.exists() else None
         source, path = read(path, env_id=env_id)
-        source_sha256 = source_hash.result() if source_hash else None
+        try:
+            source_sha256 = source_hash.result() if source_hash else None
+        except UnicodeEncodeError as exc:  # a file name that is not valid UTF-8
+            raise DataError(f"cannot hash the source: a file name in it is not valid UTF-8 ({exc.object!r})") from None
     batch = source.batch
     obs_space = source.observation_space
     if fixed_horizon is not None:
@@ -141,30 +195,43 @@ def convert(
         return load(out)
     # Other formats: go through a temporary store so every writer reads one well-typed input.
     writer = importlib.import_module(WRITERS[to])
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
-        stage("writing")
-        ds = load(
-            write_dataset(
-                batch,
-                work / "store",
-                observation_space=obs_space,
-                action_space=source.action_space,
-                env_id=source.env_id,
-                provenance=provenance,
+    # Minari names a dataset by its path under the Minari root, not by the temporary folder.
+    options = {"dataset_id": writer.dataset_id_for(dst)} if to == "minari" else {}
+    with atomic_output(dst, overwrite=overwrite, sources=(path,)) as out:
+        with tempfile.TemporaryDirectory(prefix=f".{dst.name}.work-", dir=dst.parent) as work:
+            stage("writing")
+            ds = load(
+                write_dataset(
+                    batch,
+                    Path(work) / "store",
+                    observation_space=obs_space,
+                    action_space=source.action_space,
+                    env_id=source.env_id,
+                    provenance=provenance,
+                )
             )
-        )
-        stage(f"exporting to {to}")
-        out = work / "out"
-        # Minari names a dataset by its path under the Minari root, not by the temporary folder.
-        options = {"dataset_id": writer.dataset_id_for(dst)} if to == "minari" else {}
-        notes = writer.write(ds, out, **options) or []
-        if dst.exists():
-            shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
-        os.replace(out, dst)
-        if to == "minari":
-            writer.register_namespace(dst, options["dataset_id"])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            stage(f"exporting to {to}")
+            out.rmdir()  # each writer creates its output (a folder, or d3rlpy's single file) itself
+            notes = writer.write(ds, out, **options) or []
+    if to == "minari":
+        writer.register_namespace(dst, options["dataset_id"])
     return ExportResult(path=dst, notes=[*source.notes, *notes])
+
+
+def _check_utf8_name(dst: Path) -> None:
+    """Arrow takes paths as UTF-8 text: a destination whose name holds undecodable bytes
+    (surrogate escapes) cannot be written, so it is refused before any work is done."""
+    try:
+        str(dst.absolute()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError("the destination path is not valid UTF-8, which Arrow cannot write to: choose another name", subject=dst) from None
+
+
+def _check_source_path(path: Path) -> None:
+    """A source that cannot even be resolved (a symlink loop) gives one line, not a traceback."""
+    try:
+        path.resolve(strict=path.is_symlink())
+    except FileNotFoundError:
+        raise DataError("broken symbolic link (its target does not exist)") from None
+    except (OSError, RuntimeError) as exc:
+        raise DataError(f"cannot resolve the source path ({exc.strerror if isinstance(exc, OSError) else exc})") from None

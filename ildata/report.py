@@ -1,23 +1,24 @@
 """`inspect` report: sizes, spaces, statistics, termination, horizon and validation problems.
 
-Works on a store (per-feature statistics come from meta/stats.json) and straight on any source
-`convert` reads, without writing anything. Episode-level numbers use polars; per-step checks are
-vectorised numpy over the (memory-mapped) arrays.
+Works on a store (through `ildata.load`; per-feature statistics come from meta/stats.json) and
+straight on any source `convert` reads, without writing anything. Episode-level numbers and
+per-step checks are vectorised numpy over the (memory-mapped) arrays: no polars import, which
+alone cost more than the rest of `ildata inspect`.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
-from ildata.episode import flatten_obs
+from ildata.episode import DataError, flatten_obs
 from ildata.horizon import verdict
-from ildata.stats import feature_stats
+from ildata.stats import feature_stats, rollout_stats
 
 # Beyond this many distinct values an integer action space is not shown as a histogram.
 MAX_HISTOGRAM_BINS = 64
@@ -32,7 +33,11 @@ class _Input:
     obs: dict[str, np.ndarray]  # per-step observations by feature name ("obs", "obs.key")
     acts: np.ndarray
     rews: np.ndarray | None
-    episodes: pl.DataFrame  # length, return, terminated, truncated, termination_known
+    lengths: np.ndarray  # per episode, as are the next four
+    returns: np.ndarray | None
+    terminated: np.ndarray
+    truncated: np.ndarray
+    termination_known: np.ndarray
     observation_space: Any
     action_space: Any
     env_id: str | None
@@ -41,63 +46,78 @@ class _Input:
 
 
 def _disk_bytes(path: Path) -> int:
-    if path.is_file():
+    """Bytes of the regular files at or under `path` (symlinks are not followed out of it)."""
+    if not path.is_dir():
         return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            info = os.lstat(os.path.join(folder, name))
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total
 
 
 def _obs_features(obs: Any) -> dict[str, np.ndarray]:
     return {("obs" if not k else f"obs.{k}"): v for k, v in flatten_obs(obs).items()}
 
 
-def _from_store(path: Path) -> _Input:
-    from ildata.store import STATS_FILE, load
+def _from_store(path: Path, env_id: str | None) -> _Input:
+    """Through `ildata.load`, whose structural checks make a damaged store a DataError."""
+    from ildata.store import load
 
     ds = load(path)
-    tr = ds.transitions()
-    stats_file = path / STATS_FILE
-    precomputed = json.loads(stats_file.read_text())["features"] if stats_file.is_file() else None
-    return _Input(
-        path=path,
-        format=f"ildata v{ds.info['format_version']} (from {ds.info['provenance'].get('source_format')})",
-        obs=_obs_features(tr.obs),
-        acts=tr.acts,
-        rews=tr.rews,
-        episodes=ds.episodes,
-        observation_space=ds.observation_space,
-        action_space=ds.action_space,
-        env_id=ds.env_id,
-        feature_stats=precomputed,
-        spaces_inferred=bool(ds.info.get("spaces_inferred")),
-    )
+    try:
+        tr = ds.transitions()
+        stats = ds.stats()
+        data = _Input(
+            path=path,
+            format=f"ildata v{ds.info['format_version']} (from {ds.info['provenance'].get('source_format')})",
+            obs=_obs_features(tr.obs),
+            acts=tr.acts,
+            rews=tr.rews,
+            lengths=ds.lengths,
+            returns=ds.returns,
+            terminated=ds.episode_column("terminated"),
+            truncated=ds.episode_column("truncated"),
+            termination_known=ds.episode_column("termination_known"),
+            observation_space=ds.observation_space,
+            action_space=ds.action_space,
+            env_id=ds.env_id,
+            feature_stats=stats.get("features"),
+            spaces_inferred=bool(ds.info.get("spaces_inferred")),
+        )
+    except DataError:
+        raise
+    except Exception as exc:  # anything load's checks let through must still be one line
+        raise DataError(f"damaged store ({type(exc).__name__}: {exc})") from None
+    if env_id is not None:
+        from ildata.conversion import check_env_fits
+
+        check_env_fits(env_id, tr.obs, tr.acts, recorded=(data.observation_space, data.action_space))
+        data.env_id = env_id
+    return data
 
 
 def _from_source(path: str | Path, env_id: str | None) -> _Input:
     from ildata.conversion import read
     from ildata.spaces import infer_action_space, infer_obs_space
-    from ildata.store import _split_obs
+    from ildata.store import split_obs
 
     source, path = read(path, env_id=env_id)
     batch = source.batch
     lengths = batch.lengths
-    obs = {k: _split_obs(v, lengths)[0] for k, v in _obs_features(batch.obs).items()}
-    returns = batch.returns()
-    episodes = pl.DataFrame(
-        {
-            "length": lengths,
-            "return": returns,
-            "terminated": batch.terminated,
-            "truncated": batch.truncated,
-            "termination_known": batch.termination_known,
-        }
-    )
     return _Input(
         path=path,
         format=source.format,
-        obs=obs,
+        obs={k: split_obs(v, lengths)[0] for k, v in _obs_features(batch.obs).items()},
         acts=batch.acts,
         rews=batch.rews,
-        episodes=episodes,
+        lengths=lengths,
+        returns=batch.returns(),
+        terminated=batch.terminated,
+        truncated=batch.truncated,
+        termination_known=batch.termination_known,
         observation_space=source.observation_space or infer_obs_space(batch.obs),
         action_space=source.action_space or infer_action_space(batch.acts),
         env_id=source.env_id,
@@ -106,40 +126,27 @@ def _from_source(path: str | Path, env_id: str | None) -> _Input:
     )
 
 
-def _episode_stats(episodes: pl.DataFrame) -> dict[str, Any]:
-    """imitation's rollout_stats keys, computed by polars."""
-    has_returns = episodes["return"].null_count() < len(episodes)
-    exprs = [pl.len().alias("n_traj")]
-    columns = {"len": "length"} | ({"return": "return"} if has_returns else {})
-    for prefix, column in columns.items():
-        col = pl.col(column).cast(pl.Float64)
-        exprs += [
-            col.min().alias(f"{prefix}_min"),
-            col.mean().alias(f"{prefix}_mean"),
-            col.std(ddof=0).alias(f"{prefix}_std"),
-            col.max().alias(f"{prefix}_max"),
-        ]
-    return episodes.select(exprs).row(0, named=True)
+def _termination(data: _Input) -> dict[str, int]:
+    known = data.termination_known.astype(bool)
+    terminated = data.terminated.astype(bool)
+    truncated = data.truncated.astype(bool)
+    counts = {
+        "terminated": known & terminated,
+        "truncated": known & truncated,
+        "terminated_and_truncated": known & terminated & truncated,
+        "neither": known & ~terminated & ~truncated,
+        "unknown": ~known,
+    }
+    return {name: int(np.count_nonzero(mask)) for name, mask in counts.items()}
 
 
-def _termination(episodes: pl.DataFrame) -> dict[str, int]:
-    known = pl.col("termination_known")
-    return episodes.select(
-        (known & pl.col("terminated")).sum().alias("terminated"),
-        (known & pl.col("truncated")).sum().alias("truncated"),
-        (known & pl.col("terminated") & pl.col("truncated")).sum().alias("terminated_and_truncated"),
-        (known & ~pl.col("terminated") & ~pl.col("truncated")).sum().alias("neither"),
-        (~known).sum().alias("unknown"),
-    ).row(0, named=True)
-
-
-def _action_histogram(acts: np.ndarray, action_space: Any) -> dict[str, int] | None:
+def _action_histogram(acts: np.ndarray) -> dict[str, int] | None:
     if acts.ndim != 1 or not np.issubdtype(acts.dtype, np.integer):
         return None
-    counts = pl.Series("acts", acts).value_counts(sort=False).sort("acts")
-    if counts.height > MAX_HISTOGRAM_BINS:
+    values, counts = np.unique(acts, return_counts=True)
+    if len(values) > MAX_HISTOGRAM_BINS:
         return None
-    return {str(a): int(c) for a, c in counts.iter_rows()}
+    return {str(a): int(c) for a, c in zip(values.tolist(), counts.tolist())}
 
 
 def _out_of_space(values: np.ndarray, space: Any) -> int:
@@ -147,8 +154,9 @@ def _out_of_space(values: np.ndarray, space: Any) -> int:
     from gymnasium import spaces
 
     rows = values.reshape(values.shape[0], -1)
+    bad: np.ndarray | np.bool_
     if isinstance(space, spaces.Discrete):
-        bad = (values < space.start) | (values >= space.start + space.n)
+        bad = np.asarray((values < space.start) | (values >= space.start + space.n))
     elif isinstance(space, spaces.MultiDiscrete):
         start = np.asarray(space.start).reshape(1, -1)
         bad = ((rows < start) | (rows >= start + space.nvec.reshape(1, -1))).any(axis=1)
@@ -183,19 +191,22 @@ def _problems(data: _Input) -> list[str]:
             bad = _out_of_space(data.obs["obs"], data.observation_space)
             if bad:
                 problems.append(f"obs: {bad} steps outside the observation space")
-    lengths = data.episodes["length"].to_numpy()
-    if (lengths < 1).any():
-        problems.append(f"{int((lengths < 1).sum())} episodes have no actions")
+    empty = int(np.count_nonzero(data.lengths < 1))
+    if empty:
+        problems.append(f"{empty} episodes have no actions")
     return problems
 
 
 def report(path: str | Path, *, env_id: str | None = None) -> dict[str, Any]:
-    """Everything `ildata inspect` shows, as plain JSON-able data."""
-    from ildata.store import is_store
+    """Everything `ildata inspect` shows, as plain JSON-able data.
+
+    A folder with meta/info.json is a store and goes through `ildata.load` (so a damaged one is
+    refused as `convert` refuses it); anything else is read as a conversion source."""
+    from ildata.store import INFO_FILE
 
     spec = path  # may be a `minari:NAMESPACE/NAME-vN` spec, resolved by the source reader
     path = Path(path)
-    data = _from_store(path) if path.is_dir() and is_store(path) else _from_source(spec, env_id)
+    data = _from_store(path, env_id) if path.is_dir() and (path / INFO_FILE).is_file() else _from_source(spec, env_id)
     path = data.path
     features = {name: {"dtype": str(v.dtype), "shape": list(v.shape[1:])} for name, v in data.obs.items()}
     features["acts"] = {"dtype": str(data.acts.dtype), "shape": list(data.acts.shape[1:])}
@@ -210,17 +221,17 @@ def report(path: str | Path, *, env_id: str | None = None) -> dict[str, Any]:
         "path": str(path),
         "format": data.format,
         "env_id": data.env_id,
-        "episodes": data.episodes.height,
+        "episodes": len(data.lengths),
         "transitions": int(data.acts.shape[0]),
         "observation_space": str(data.observation_space),
         "action_space": str(data.action_space),
         "spaces_inferred": data.spaces_inferred,
         "features": features,
         "disk_bytes": _disk_bytes(path),
-        "rollout_stats": _episode_stats(data.episodes),
+        "rollout_stats": rollout_stats(data.lengths, data.returns),
         "feature_stats": per_feature,
-        "action_histogram": _action_histogram(data.acts, data.action_space),
-        "termination": _termination(data.episodes),
-        "horizon": verdict(data.episodes["length"].to_numpy()).to_dict(),
+        "action_histogram": _action_histogram(data.acts),
+        "termination": _termination(data),
+        "horizon": verdict(data.lengths).to_dict(),
         "problems": _problems(data),
     }

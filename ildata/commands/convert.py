@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ildata.conversion import ExportResult
+    from ildata.store import TrajectoryDataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,49 +38,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.markup import escape
 
-    from ildata.conversion import convert
+    from ildata.cli import printable
+    from ildata.conversion import ExportResult, convert
 
     args.error_subject = args.src
     console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     started = time.perf_counter()
-    # Stages convert() reports, in order; the bar advances once per stage (shown only on a terminal).
-    exporting = args.to not in ("ildata", "parquet")
-    stages = 2 + (args.fixed_horizon is not None) + exporting
+    options: dict[str, Any] = dict(
+        overwrite=args.overwrite, to=args.to, env_id=args.env_id, fixed_horizon=args.fixed_horizon, horizon=args.horizon
+    )
+    if console.is_terminal and not args.quiet:
+        result = _convert_with_progress(console, args, options)
+    else:  # a progress display off a terminal only prints stray empty lines around the output
+        result = convert(args.src, args.dst, **options)
+    elapsed = time.perf_counter() - started
+    if isinstance(result, ExportResult):
+        console.print(escape(printable(f"wrote {args.to} dataset {result.path} in {elapsed:.2f}s")))
+        for note in result.notes:
+            console.print(escape(printable(f"  note: {note}")))
+        return 0
+    ds = result
+    info = ds.info
+    size = sum(f.stat().st_size for f in Path(ds.path).rglob("*") if f.is_file())
+    console.print(
+        f"[bold]{escape(printable(ds.path))}[/]: {len(ds)} episodes, {ds.num_transitions} transitions "
+        f"from {escape(printable(info['provenance']['source_format']))} in {elapsed:.2f}s ({size / 1e6:.1f} MB)"
+    )
+    for note in info["provenance"].get("notes", []) or []:
+        console.print(escape(printable(f"  note: {note}")))
+    return 0
+
+
+def _convert_with_progress(console: Console, args: argparse.Namespace, options: dict[str, Any]) -> TrajectoryDataset | ExportResult:
+    """`convert` with a transient progress bar that advances once per stage convert() reports."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ildata.cli import printable
+    from ildata.conversion import convert
+
+    stages = 2 + (args.fixed_horizon is not None) + (args.to not in ("ildata", "parquet"))
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    source = escape(printable(args.src))
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("converting", total=stages)
 
         def stage(name: str) -> None:
             if progress.tasks[task].description != "converting":
                 progress.advance(task)
-            progress.update(task, description=f"{name} {args.src}")
+            progress.update(task, description=f"{name} {source}")
 
-        result = convert(
-            args.src,
-            args.dst,
-            overwrite=args.overwrite,
-            to=args.to,
-            env_id=args.env_id,
-            fixed_horizon=args.fixed_horizon,
-            horizon=args.horizon,
-            stage=stage,
-        )
+        result = convert(args.src, args.dst, stage=stage, **options)
         progress.update(task, completed=stages)
-    elapsed = time.perf_counter() - started
-    if exporting:
-        console.print(f"wrote {args.to} dataset {result.path} in {elapsed:.2f}s")
-        for note in result.notes:
-            console.print(f"  note: {note}")
-        return 0
-    ds = result
-    info = ds.info
-    size = sum(f.stat().st_size for f in Path(ds.path).rglob("*") if f.is_file())
-    console.print(
-        f"[bold]{ds.path}[/]: {len(ds)} episodes, {ds.num_transitions} transitions "
-        f"from {info['provenance']['source_format']} in {elapsed:.2f}s ({size / 1e6:.1f} MB)"
-    )
-    for note in info["provenance"].get("notes", []) or []:
-        console.print(f"  note: {note}")
-    return 0
+    return result

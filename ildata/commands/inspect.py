@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path", help="dataset folder or source file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--env", dest="env_id", help="gymnasium env id whose spaces to check a legacy file against")
+    p.add_argument(
+        "--env", dest="env_id", help="gymnasium env id whose spaces the data must fit (and that a legacy file's spaces come from)"
+    )
     p.set_defaults(func=run)
 
 
@@ -30,14 +32,17 @@ def _fmt(value: Any) -> str:
 
 def render(report: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from ildata.cli import printable
+
     console = Console()
-    overview = Table(title=f"{report['path']}", show_header=False, title_justify="left")
+    overview = Table(title=escape(printable(report["path"])), show_header=False, title_justify="left")
     overview.add_column(style="bold")
     overview.add_column()
-    overview.add_row("format", report["format"])
-    overview.add_row("env", str(report["env_id"]))
+    overview.add_row("format", escape(printable(report["format"])))
+    overview.add_row("env", escape(printable(report["env_id"])))
     overview.add_row("episodes", str(report["episodes"]))
     overview.add_row("transitions", str(report["transitions"]))
     inferred = " (inferred from the data)" if report["spaces_inferred"] else ""
@@ -71,12 +76,14 @@ def render(report: dict[str, Any]) -> None:
         features.add_column(column)
     for name, meta in report["features"].items():
         stats = report["feature_stats"].get(name, {})
-        features.add_row(name, meta["dtype"], str(meta["shape"]), *(_fmt(stats.get(k, "-")) for k in ("mean", "std", "min", "max")))
+        features.add_row(
+            escape(printable(name)), meta["dtype"], str(meta["shape"]), *(_fmt(stats.get(k, "-")) for k in ("mean", "std", "min", "max"))
+        )
     console.print(features)
     if report["problems"]:
         console.print("[bold red]problems:[/]")
         for problem in report["problems"]:
-            console.print(f"  - {problem}")
+            console.print(f"  - {escape(printable(problem))}")
     else:
         console.print("[green]no problems found[/]")
 
