@@ -9,6 +9,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import minari
@@ -19,7 +20,7 @@ from support import assert_same_batch
 
 import ildata
 from ildata.conversion import convert
-from ildata.episode import DataError, Episode, flatten_obs
+from ildata.episode import DataError, Episode, EpisodeBatch, flatten_obs
 from ildata.formats import minari_dir, read_source
 
 BACKENDS = ["arrow", "parquet", "hdf5"]
@@ -89,6 +90,14 @@ def _minari_obs(obs) -> dict[str, np.ndarray]:
     return {"": obs}
 
 
+def _dict_infos(batch: EpisodeBatch) -> list[dict[str, Any]]:
+    """The batch's step infos, each a dict (what minari's columnar infos become)."""
+    assert batch.infos is not None
+    infos = [info for info in batch.infos if isinstance(info, dict)]
+    assert len(infos) == len(batch.infos)
+    return infos
+
+
 def _assert_matches_minari(batch, dataset) -> None:
     """Every episode of `batch` equals what minari's own reader returns, dtypes included."""
     flat = flatten_obs(batch.obs)
@@ -127,9 +136,10 @@ def test_import_matches_minari(minari_root: Path, backend: str) -> None:
     np.testing.assert_array_equal(batch.seeds, 100 + np.arange(len(EPISODES)))
     # Step t's info is minari's info row t+1 (row 0 came from reset()).
     step_rows = [r for length, *_ in EPISODES for r in range(1, length + 1)]
-    assert [info["step"] for info in batch.infos] == step_rows
+    infos = _dict_infos(batch)
+    assert [info["step"] for info in infos] == step_rows
     vel = np.concatenate([b.infos["vel"][1:] for b in _buffers()])
-    np.testing.assert_array_equal(np.array([info["vel"] for info in batch.infos]), vel)
+    np.testing.assert_array_equal(np.array([info["vel"] for info in infos]), vel)
     assert any("reset" in note for note in source.notes)
 
 
@@ -197,7 +207,7 @@ def test_minari_round_trip_both_ways(minari_root: Path, tmp_path: Path) -> None:
     """minari -> ildata store -> minari gives minari the same episodes it started with."""
     _create("test/orig-v0", _buffers(3), "arrow")
     ds = convert("minari:test/orig-v0", tmp_path / "store")
-    assert len(ds) == len(EPISODES)
+    assert isinstance(ds, ildata.TrajectoryDataset) and len(ds) == len(EPISODES)
     minari_dir.write(ds, minari_root / "test" / "copy-v0", data_format="hdf5")
     original = list(minari.load_dataset("test/orig-v0").iterate_episodes())
     copy = list(minari.load_dataset("test/copy-v0").iterate_episodes())
@@ -237,8 +247,9 @@ def test_bad_minari_datasets_raise_data_error(minari_root: Path, tmp_path: Path)
     corrupt = tmp_path / "corrupt"
     shutil.copytree(base, corrupt)
     (corrupt / "data" / "1" / "part-0.arrow").write_bytes(b"not arrow at all")
-    with pytest.raises(DataError, match="part-0.arrow"):
+    with pytest.raises(DataError, match="corrupted arrow file") as excinfo:
         read_source(corrupt)
+    assert excinfo.value.subject == corrupt / "data" / "1" / "part-0.arrow"
 
     early = EpisodeBuffer(
         observations=np.zeros((4, 2), np.float32),

@@ -1,0 +1,201 @@
+"""Minari's hdf5 backend (minari's `HDF5Storage`): one `data/main_data.hdf5` holding a group
+`episode_<id>` per episode, its metadata as the group's attributes.
+
+Only what lies in that file is read: external and soft links, external-storage and virtual
+datasets (which would read other files) are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ildata.episode import DataError
+from ildata.formats.minari.metadata import (
+    HDF5_FILE,
+    check_action_space,
+    check_episode_ids,
+    check_episode_metadata,
+    check_leaf,
+    declared_int,
+    is_image,
+    leaf_shape,
+    leaves,
+)
+from ildata.formats.minari.rows import Columns, Out, Raw, concat_nested, decode_jpegs, encode_jpeg, nested_rows, take_nested
+from ildata.fsutil import inside, require_regular_file
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+    import h5py
+
+_EPISODE_RE = re.compile(r"episode_(0|[1-9][0-9]*)")
+_MAX_INFO_DEPTH = 32
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _refuse_links(h5: h5py.File, subject: Path) -> None:
+    """Every link in the file must be a hard link: external links read other files, soft links
+    can dangle or loop. One pass over the links, no object is opened."""
+    import h5py
+
+    def visit(name: str, link: object) -> None:
+        if not isinstance(link, h5py.HardLink):
+            kind = type(link).__name__
+            raise DataError(f"{name} is an HDF5 {kind}, which ildata does not follow", subject=subject)
+
+    h5.visititems_links(visit)
+
+
+def _check_dataset(dataset: h5py.h5d.DatasetID, name: str, subject: Path) -> None:
+    """Refuse datasets whose values live in other files (external storage, virtual datasets)."""
+    from h5py import h5d
+
+    plist = dataset.get_create_plist()
+    if plist.get_layout() == h5d.VIRTUAL or plist.get_external_count():
+        raise DataError(f"{name} is stored in other files (external or virtual dataset): refused", subject=subject)
+
+
+def _read_dataset(group: h5py.Group, path: str, subject: Path) -> np.ndarray:
+    """A whole dataset through h5py's low-level API, which halves the per-call overhead of
+    `group[path][()]`: it dominates minari files, which hold several small datasets per episode."""
+    from h5py import h5d, h5s
+
+    try:
+        dataset = h5d.open(group.id, path.encode())
+    except KeyError:
+        raise DataError(f"{group.name} has no {path}", subject=subject) from None
+    _check_dataset(dataset, f"{group.name}/{path}", subject)
+    if dataset.dtype.hasobject or not dataset.shape:  # strings, JPEG bytes, scalars
+        return np.asarray(group[path][()])
+    out = np.empty(dataset.shape, dtype=dataset.dtype)
+    if out.size:
+        dataset.read(h5s.ALL, h5s.ALL, out)
+    return out
+
+
+def _infos(group: h5py.Group, subject: Path, depth: int = 0) -> Columns:
+    import h5py
+
+    if depth > _MAX_INFO_DEPTH:
+        raise DataError(f"{group.name}: infos nested over {_MAX_INFO_DEPTH} levels deep", subject=subject)
+    out: Columns = {}
+    for key, value in group.items():
+        if isinstance(value, h5py.Group):
+            out[key] = _infos(value, subject, depth + 1)
+        else:
+            out[key] = _read_dataset(group, key, subject)
+    return out
+
+
+def read(data: Path, n_episodes: int, meta_path: Path, obs_space: gym.Space, act_space: gym.Space, jpeg: bool) -> Raw:
+    import h5py
+
+    check_action_space(act_space)
+    # (output key, dataset path in an episode group, leaf space, JPEG-encoded?), decided once.
+    columns = [(".".join(p), "/".join(("observations",) + h5_path), s, jpeg and is_image(s)) for p, h5_path, s in leaves(obs_space)]
+    columns.append(("actions", "actions", act_space, jpeg and is_image(act_space)))
+    parts: dict[str, list[np.ndarray]] = {
+        key: [] for key, _, _, _ in columns + [(k, k, None, False) for k in ("rewards", "terminations", "truncations")]
+    }
+    infos: list[Columns] = []
+    lengths = np.zeros(n_episodes, dtype=np.int64)
+    info_lengths = np.zeros(n_episodes, dtype=np.int64)
+    attrs = np.full((3, n_episodes), -1, dtype=np.int64)  # id, total_steps, seed
+    file_path = require_regular_file(inside(data, HDF5_FILE))
+    try:
+        h5 = h5py.File(file_path, "r")
+    except OSError as exc:
+        raise DataError(f"not a readable HDF5 file ({exc})", subject=file_path) from None
+    with h5:
+        _refuse_links(h5, file_path)
+        found = np.array([int(m[1]) for name in h5 if (m := _EPISODE_RE.fullmatch(name))], dtype=np.int64)
+        check_episode_ids(meta_path, n_episodes, found, "episode group episode_")
+        # One h5py read per episode and array: the file stores episodes as separate groups.
+        for i in range(n_episodes):
+            group = h5[f"episode_{i}"]
+            if not isinstance(group, h5py.Group):
+                raise DataError(f"episode_{i} is not a group", subject=file_path)
+            for key, path, space, encoded in columns:
+                values = _read_dataset(group, path, file_path)
+                if encoded and (values.dtype == object or values.ndim != len(leaf_shape(space)) + 1):
+                    values = decode_jpegs(list(values), leaf_shape(space))
+                parts[key].append(check_leaf(values, space, f"{group.name}/{path}", file_path))
+            for key in ("rewards", "terminations", "truncations"):
+                parts[key].append(_read_dataset(group, key, file_path))
+            lengths[i] = len(parts["actions"][-1])
+            if "infos" in group:
+                infos.append(_infos(group["infos"], file_path))
+                info_lengths[i] = nested_rows(infos[-1]) or 0
+            for row, key in enumerate(("id", "total_steps", "seed")):
+                value = declared_int(group.attrs, key, file_path)
+                if value is not None:
+                    attrs[row, i] = value
+    if infos and len(infos) != n_episodes:
+        raise DataError("some episodes have infos and others do not", subject=file_path)
+    check_episode_metadata(lambda i: file_path, attrs[0], attrs[1], lengths)
+    arrays = {key: np.concatenate(values) for key, values in parts.items()}
+    seeds = attrs[2]
+    return Raw(
+        obs={key: arrays[key] for key, path, _, _ in columns if path.startswith("observations")},
+        acts=arrays["actions"],
+        rews=arrays["rewards"],
+        terms=arrays["terminations"].astype(bool),
+        truncs=arrays["truncations"].astype(bool),
+        infos=concat_nested(infos) if infos else None,
+        info_lengths=info_lengths if infos else None,
+        lengths=lengths,
+        padded=False,
+        seeds=seeds if (seeds >= 0).any() else None,
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write(data: Path, out: Out, obs_space: gym.Space, jpeg: bool) -> None:
+    import h5py
+
+    obs_leaves = list(leaves(obs_space))
+    obs_starts = out.obs_starts
+    step_starts = np.cumsum(out.lengths) - out.lengths
+    with h5py.File(data / HDF5_FILE, "w", track_order=True) as h5:
+        # One group per episode is minari's hdf5 layout.
+        for i, length in enumerate(out.lengths):
+            group = h5.create_group(f"episode_{i}")
+            group.attrs.update(out.episode_metadata(i))
+            obs_rows = slice(int(obs_starts[i]), int(obs_starts[i] + length + 1))
+            step_rows = slice(int(step_starts[i]), int(step_starts[i] + length))
+            for p, h5_path, space in obs_leaves:
+                values = out.obs[".".join(p)][obs_rows]
+                name = "/".join(("observations",) + h5_path)
+                if jpeg and is_image(space):
+                    frames = [np.frombuffer(encode_jpeg(f), dtype=np.uint8) for f in values]
+                    dataset = group.create_dataset(name, (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
+                    dataset[...] = np.array(frames + [None], dtype=object)[:-1]
+                else:
+                    group.create_dataset(name, data=values)
+            group.create_dataset("actions", data=out.acts[step_rows])
+            group.create_dataset("rewards", data=out.rews[step_rows])
+            group.create_dataset("terminations", data=out.terms[step_rows])
+            group.create_dataset("truncations", data=out.truncs[step_rows])
+            if out.infos is not None:
+                _write_infos(group.create_group("infos"), take_nested(out.infos, obs_rows))
+
+
+def _write_infos(group: h5py.Group, columns: Mapping[str, object]) -> None:
+    import h5py
+
+    for key, values in columns.items():
+        if isinstance(values, Mapping):
+            _write_infos(group.create_group(key), values)
+        elif isinstance(values, np.ndarray) and values.dtype.kind == "U":
+            group.create_dataset(key, data=values.astype(object), dtype=h5py.string_dtype("utf-8"))
+        else:
+            group.create_dataset(key, data=values)
