@@ -14,6 +14,8 @@ _EXPORTS = {
     "save": "ildata.store",
     "TrajectoryDataset": "ildata.store",
     "Transitions": "ildata.store",
+    "Provenance": "ildata.store",
+    "DatasetInfo": "ildata.store",
     "convert": "ildata.conversion",
     "Episode": "ildata.episode",
     "EpisodeBatch": "ildata.episode",
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from ildata.conversion import convert
     from ildata.episode import DataError, Episode, EpisodeBatch
     from ildata.horizon import VariableHorizonError
-    from ildata.store import TrajectoryDataset, Transitions, load, save
+    from ildata.store import DatasetInfo, Provenance, TrajectoryDataset, Transitions, load, save
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@ A pushed repository holds the store's own files (meta/, data/*.arrow) plus a gen
 card whose `configs` let `datasets.load_dataset(repo_id)` read the Arrow shards directly, and a
 tag naming the format version. Pulling resolves a revision to a commit, downloads it through
 `huggingface_hub`'s cache (`snapshot_download`), and checks the files against the fingerprint in
-meta/info.json with the store's own `compute_fingerprint`. Repositories in imitation's Hub format
+meta/info.json with the store's own `mismatched_files`. Repositories in imitation's Hub format
 (parquet shards with obs/acts/infos/terminal/rews columns) are converted on the fly.
 
 `huggingface_hub` is imported inside functions: `import ildata` must not pay for it.
@@ -16,13 +16,14 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
+import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ildata.episode import DataError
+from ildata.fsutil import atomic_output, check_destination, inside, require_regular_file
 from ildata.store import (
     DATA_DIR,
     DATA_FORMATS,
@@ -33,11 +34,10 @@ from ildata.store import (
     STATS_FILE,
     Provenance,
     TrajectoryDataset,
-    _replace_dir,
-    compute_fingerprint,
     content_files,
     is_store,
     load,
+    mismatched_files,
     sha256_file,
     write_dataset,
 )
@@ -192,53 +192,32 @@ def dataset_card(ds: TrajectoryDataset, repo_id: str, *, license: str | None = N
         ildata={"format_version": FORMAT_VERSION, "fingerprint": ds.fingerprint, "env_id": ds.env_id},
     )
     stats = ds.stats()
-    rows = [("episodes", len(ds)), ("transitions", ds.num_transitions)]
+    rows: list[tuple[str, object]] = [("episodes", len(ds)), ("transitions", ds.num_transitions)]
     for key in ("return_mean", "return_std", "return_min", "return_max", "len_mean", "len_min", "len_max"):
         if key in stats:
             rows.append((key.replace("_", " "), _fmt(stats[key])))
-    table = "\n".join(["| statistic | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
-    features = "\n".join(f"| `{name}` | {meta['dtype']} | {meta['shape']} |" for name, meta in info.get("features", {}).items())
     provenance = info.get("provenance") or {}
-    source = provenance.get("source_format") or "unknown"
-    return f"""---
-{card_data.to_yaml()}
----
+    return _card_template().substitute(
+        card_yaml=card_data.to_yaml(),
+        name=repo_id.split("/")[-1],
+        format_version=FORMAT_VERSION,
+        environment=f"`{ds.env_id}`" if ds.env_id else "not recorded",
+        observation_space=ds.observation_space,
+        action_space=ds.action_space,
+        rewards="yes" if info.get("has_rewards") else "no",
+        source=provenance.get("source_format") or "unknown",
+        fingerprint=ds.fingerprint,
+        statistics="\n".join(["| statistic | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]),
+        features="\n".join(f"| `{name}` | {meta['dtype']} | {meta['shape']} |" for name, meta in info.get("features", {}).items()),
+        repo_id=repo_id,
+    )
 
-# {repo_id.split("/")[-1]}
 
-Offline imitation-learning demonstrations stored in the ildata trajectory format v{FORMAT_VERSION}: one row per transition in Arrow IPC files under `data/`, one row per episode
-in `meta/episodes.parquet`, spaces and provenance in `meta/info.json`.
+def _card_template() -> string.Template:
+    """ildata/templates/dataset_card.md (package data: edit the card there, not in code)."""
+    from importlib.resources import files
 
-- **Environment:** {f"`{ds.env_id}`" if ds.env_id else "not recorded"}
-- **Observation space:** `{ds.observation_space}`
-- **Action space:** `{ds.action_space}`
-- **Rewards:** {"yes" if info.get("has_rewards") else "no"}
-- **Converted from:** {source}
-- **Fingerprint:** `{ds.fingerprint}`
-
-## Statistics
-
-{table}
-
-## Features
-
-| column | dtype | shape per step |
-|---|---|---|
-{features}
-
-## Usage
-
-```python
-import ildata
-ds = ildata.load("hf://{repo_id}")          # pin a commit with hf://{repo_id}@<revision>
-batch = ds.transitions()                   # obs, acts, next_obs, dones, rews as numpy arrays
-
-import datasets
-table = datasets.load_dataset("{repo_id}", split="train")
-```
-
-or on the command line: `ildata pull {repo_id} DST`.
-"""
+    return string.Template(files("ildata").joinpath("templates", "dataset_card.md").read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- push
@@ -304,13 +283,10 @@ def push(
     shards go last, so a reader never sees a new meta/info.json before its data. Files whose
     content already matches the remote are skipped, so a rerun after a failure finishes the job.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile, get_token
 
     root = Path(path)
-    ds = load(root)
-    fingerprint, _ = compute_fingerprint(root)
-    if fingerprint != ds.fingerprint:
-        raise DataError(f"{root}: files do not match the fingerprint in {INFO_FILE} (modified after writing?)")
+    ds = load(root, verify=True)  # never publish a store whose files do not match its fingerprint
     repo_id, ref_revision = parse_ref(repo_id)
     branch = revision or ref_revision or "main"
     token = token or get_token()
@@ -326,7 +302,7 @@ def push(
         remote = {
             f.path: (f.lfs.sha256 if f.lfs is not None else f.blob_id)
             for f in api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=branch, recursive=True)
-            if hasattr(f, "blob_id")
+            if isinstance(f, RepoFile)
         }
 
         files = _store_files(ds.info)
@@ -384,9 +360,11 @@ def push(
             result.commits += 1
 
         head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=branch)
+        if head.sha is None:  # pragma: no cover - the Hub always reports the head commit
+            raise DataError(f"the Hub did not report the head commit of {repo_id}@{branch}")
         result.commit = head.sha
         result.url = f"{_endpoint()}/datasets/{repo_id}/tree/{branch}"
-        _move_tag(api, repo_id, FORMAT_TAG, head.sha)
+        _move_tag(api, repo_id, FORMAT_TAG, result.commit)
     return result
 
 
@@ -438,7 +416,7 @@ def _snapshot(repo_id: str, revision: str | None, token: str | None = None) -> P
 
 
 def _verify(folder: Path, repo_id: str) -> None:
-    """Check the snapshot against meta/info.json's fingerprint (store's `compute_fingerprint`).
+    """Check the snapshot against meta/info.json's fingerprint (store's `mismatched_files`).
 
     The result is remembered per commit with the files' sizes and mtimes, so loading a cached
     snapshot again does not re-hash gigabytes.
@@ -451,12 +429,10 @@ def _verify(folder: Path, repo_id: str) -> None:
     with contextlib.suppress(OSError, json.JSONDecodeError):
         if json.loads(marker.read_text()) == expected:
             return
-    fingerprint, hashes = compute_fingerprint(folder)
-    if fingerprint != info.get("fingerprint"):
-        # info.json also records each file's digest (under a key naming the hash): name the culprits.
-        recorded = next((v for k, v in info.items() if k.startswith("files_") and isinstance(v, dict) and set(v) == set(hashes)), {})
-        bad = [name for name, value in hashes.items() if recorded.get(name) != value]
-        which = f" ({', '.join(bad)} differ)" if bad else ""
+    recorded = info.get("files_xxh3_128")
+    differ = mismatched_files(folder, info.get("fingerprint"), recorded if isinstance(recorded, dict) else {})
+    if differ is not None:
+        which = f" ({', '.join(differ)} differ)" if differ else ""
         raise DataError(f"{repo_id}@{folder.name[:12]}: downloaded files do not match the fingerprint in {INFO_FILE}{which}")
     with contextlib.suppress(OSError):
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -505,25 +481,19 @@ def _open_snapshot(folder: Path, repo_id: str) -> Path:
 def load_hf(uri: str, *, token: str | None = None) -> TrajectoryDataset:
     """`ildata.load("hf://owner/name@revision")`: download (cached), verify and open."""
     repo_id, revision = parse_ref(uri)
-    return load(_open_snapshot(_snapshot(repo_id, revision, token), repo_id))
+    return load(_open_snapshot(_snapshot(repo_id, revision, token), repo_id), links_outside=True)
 
 
 def pull(ref: str, dst: str | Path, *, revision: str | None = None, overwrite: bool = False, token: str | None = None) -> TrajectoryDataset:
     """Download `owner/name[@revision]` into a standalone store at `dst` (plain files, no cache links)."""
     repo_id, ref_revision = parse_ref(ref)
     dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise DataError(f"{dst} already exists (pass --overwrite to replace it)")
+    check_destination(dst, overwrite=overwrite)
     source = _open_snapshot(_snapshot(repo_id, revision or ref_revision, token), repo_id)
     info = json.loads((source / INFO_FILE).read_text())
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
+    with atomic_output(dst, overwrite=overwrite) as tmp:
         for rel in _store_files(info):
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / rel, tmp / rel)  # follows the cache's symlinks
-        _replace_dir(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            inside(tmp, rel).parent.mkdir(parents=True, exist_ok=True)
+            # follows the cache's symlinks (into the blob store), but copies only regular files
+            shutil.copyfile(require_regular_file(source / rel), tmp / rel)
     return load(dst)

@@ -177,10 +177,10 @@ def test_revisions_are_pinned_and_branches_are_separate(hub: HubServer, tmp_path
 
 
 def test_interrupted_push_is_finished_by_a_rerun(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ildata.store
+    import ildata.store.layout
     from ildata import hub as hubmod
 
-    monkeypatch.setattr(ildata.store, "SHARD_BYTES", 600)  # several shards of whole episodes
+    monkeypatch.setattr(ildata.store.layout, "SHARD_BYTES", 600)  # several shards of whole episodes
     monkeypatch.setattr(hubmod, "COMMIT_MAX_FILES", 1)  # one shard per commit
     ds = ildata.save(_episodes(3, n=8), tmp_path / "big")
     shards = ds.info["data_files"]
@@ -210,15 +210,15 @@ def test_interrupted_push_is_finished_by_a_rerun(hub: HubServer, tmp_path: Path,
 def test_push_removes_stale_shards_and_large_files_go_multipart(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import HfApi
 
-    import ildata.store
+    import ildata.store.layout
     from ildata.hub import push
 
     hub.multipart_chunk = 1024  # shards above 1 KiB are sent in parts, then completed
-    monkeypatch.setattr(ildata.store, "SHARD_BYTES", 600)
+    monkeypatch.setattr(ildata.store.layout, "SHARD_BYTES", 600)
     sharded = ildata.save(_episodes(4, n=8), tmp_path / "sharded")
     push(sharded.path, "tester/shrink")
     assert any("/lfs/part/" in p for _, p in hub.log) and any("/lfs/complete/" in p for _, p in hub.log)
-    monkeypatch.setattr(ildata.store, "SHARD_BYTES", 4 << 30)
+    monkeypatch.setattr(ildata.store.layout, "SHARD_BYTES", 4 << 30)
     single = ildata.save(_episodes(5, n=3), tmp_path / "single")
     result = push(single.path, "tester/shrink")
     assert len(result.deleted) == len(sharded.info["data_files"]) - 1

@@ -1,0 +1,71 @@
+"""The ildata trajectory store (format version 1), one module per part of the on-disk layout
+(docs/format.md):
+
+    layout.py       file names, meta/info.json as a typed DatasetInfo, Provenance
+    episodes.py     meta/episodes.parquet
+    fingerprint.py  content hashes (the fingerprint over data/ and the episode table)
+    write.py        episodes -> a store (data/ shards, meta/*), atomically
+    read.py         load, TrajectoryDataset, Transitions: memory-mapped views
+    verify.py       structure checks (every load) and full checks (`ildata verify`)
+
+This package never imports ildata.hub at module level (hub imports the store), nor
+pyarrow.parquet on the read path (it would pull pandas into every `ildata.load`).
+"""
+
+from ildata.store.fingerprint import compute_fingerprint, mismatched_files, sha256_file, sha256_path, xxh3_file
+from ildata.store.layout import (
+    DATA_DIR,
+    DATA_FORMATS,
+    EPISODES_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    INFO_FILE,
+    SHARD_BYTES,
+    STATS_FILE,
+    DatasetInfo,
+    Feature,
+    Provenance,
+    Totals,
+    content_files,
+    is_store,
+)
+from ildata.store.read import TrajectoryDataset, Transitions, decode_info, load, read_info, to_numpy
+from ildata.store.verify import verify_store
+from ildata.store.write import episode_ordinals, infos_to_json, save, split_obs, to_arrow, write_dataset
+
+_split_obs = split_obs  # old private name, still imported by ildata/report.py; use split_obs
+
+__all__ = [
+    "DATA_DIR",
+    "DATA_FORMATS",
+    "EPISODES_FILE",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "INFO_FILE",
+    "SHARD_BYTES",
+    "STATS_FILE",
+    "DatasetInfo",
+    "Feature",
+    "Provenance",
+    "Totals",
+    "TrajectoryDataset",
+    "Transitions",
+    "compute_fingerprint",
+    "content_files",
+    "decode_info",
+    "episode_ordinals",
+    "infos_to_json",
+    "is_store",
+    "load",
+    "mismatched_files",
+    "read_info",
+    "save",
+    "sha256_file",
+    "sha256_path",
+    "split_obs",
+    "to_arrow",
+    "to_numpy",
+    "verify_store",
+    "write_dataset",
+    "xxh3_file",
+]
