@@ -14,17 +14,15 @@ import numpy as np
 
 from ildata.envs import env_spaces
 from ildata.episode import DataError, Obs
-from ildata.formats import SourceRead, read_source
+from ildata.formats import WRITERS, SourceRead, read_source
 from ildata.fsutil import atomic_output, check_destination
 
-# `--to FORMAT` -> module with `write(ds, dst: Path) -> None` (imported lazily).
-WRITERS: dict[str, str] = {
-    "ildata": "ildata.store",
-    "parquet": "ildata.store",  # an ildata store whose shards are parquet (see docs/format.md)
-    "minari": "ildata.formats.minari_dir",
-    "d3rlpy": "ildata.formats.d3rlpy_h5",
-    "imitation": "ildata.formats.imitation_hf",
+# `--to FORMAT` for ildata stores; every other format is a writer of `ildata.formats.WRITERS`.
+STORE_FORMATS: dict[str, str] = {
+    "ildata": "arrow",
+    "parquet": "parquet",  # an ildata store whose shards are parquet (see docs/format.md)
 }
+
 
 if TYPE_CHECKING:
     from gymnasium import Space
@@ -149,8 +147,8 @@ def convert(
     and writing into it would modify the source."""
     from ildata.store import Provenance, load, sha256_path, write_dataset
 
-    if to not in WRITERS:
-        raise DataError(f"unknown output format {to!r} (choose from {', '.join(WRITERS)})")
+    if to not in STORE_FORMATS and to not in WRITERS:
+        raise DataError(f"unknown output format {to!r} (choose from {', '.join([*STORE_FORMATS, *WRITERS.names()])})")
     dst = resolve_source(dst) if to == "minari" else Path(dst)
     path = resolve_source(src)
     _check_source_path(path)
@@ -180,7 +178,7 @@ def convert(
         source_sha256=source_sha256,
         extra={"notes": source.notes} if source.notes else None,
     )
-    if to in ("ildata", "parquet"):
+    if to in STORE_FORMATS:
         stage("writing")
         out = write_dataset(
             batch,
@@ -190,13 +188,14 @@ def convert(
             env_id=source.env_id,
             provenance=provenance,
             overwrite=overwrite,
-            data_format="parquet" if to == "parquet" else "arrow",
+            data_format=STORE_FORMATS[to],
         )
         return load(out)
     # Other formats: go through a temporary store so every writer reads one well-typed input.
-    writer = importlib.import_module(WRITERS[to])
+    write = WRITERS.get(to)
     # Minari names a dataset by its path under the Minari root, not by the temporary folder.
-    options = {"dataset_id": writer.dataset_id_for(dst)} if to == "minari" else {}
+    minari = importlib.import_module("ildata.formats.minari_dir") if to == "minari" else None
+    options = {"dataset_id": minari.dataset_id_for(dst)} if minari is not None else {}
     with atomic_output(dst, overwrite=overwrite, sources=(path,)) as out:
         with tempfile.TemporaryDirectory(prefix=f".{dst.name}.work-", dir=dst.parent) as work:
             stage("writing")
@@ -212,9 +211,9 @@ def convert(
             )
             stage(f"exporting to {to}")
             out.rmdir()  # each writer creates its output (a folder, or d3rlpy's single file) itself
-            notes = writer.write(ds, out, **options) or []
-    if to == "minari":
-        writer.register_namespace(dst, options["dataset_id"])
+            notes = write(ds, out, **options) or []
+    if minari is not None:
+        minari.register_namespace(dst, options["dataset_id"])
     return ExportResult(path=dst, notes=[*source.notes, *notes])
 
 
