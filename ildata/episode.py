@@ -86,30 +86,57 @@ class InfoBudget:
             )
 
 
-def plain_info(value: Any, budget: InfoBudget, depth: int = 0) -> Any:
-    """numpy scalars/arrays inside an info -> plain Python that serialises as JSON, within `budget`
-    and MAX_INFO_DEPTH; values of other types become their repr."""
-    if depth > MAX_INFO_DEPTH:
-        raise DataError(f"infos nested deeper than {MAX_INFO_DEPTH} levels")
+def plain_info(value: Any, budget: InfoBudget) -> Any:
+    """numpy scalars/arrays inside an info -> plain Python that serialises as JSON; values of
+    other types become their repr. The expanded size (what JSON will write) is spent from
+    `budget` and the depth kept under MAX_INFO_DEPTH. A container referenced again is not walked
+    again (its plain form and size are reused), so a reference bomb is refused at once."""
+    return _plain(value, budget, 0, {})[0]
+
+
+def _plain(value: Any, budget: InfoBudget, depth: int, seen: dict[int, tuple[Any, Any, int]]) -> tuple[Any, int]:
+    """(plain form, expanded element count); `seen`: id -> (value kept alive, plain, count)."""
     if isinstance(value, _JSON_SCALARS):
         budget.spend(1)
-        return value
-    if isinstance(value, dict):
-        budget.spend(len(value) + 1)
-        return {str(k): plain_info(v, budget, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        budget.spend(len(value) + 1)
-        return [plain_info(v, budget, depth + 1) for v in value]
-    if isinstance(value, np.ndarray):
-        budget.spend(value.size + 1)
-        if value.ndim > MAX_INFO_DEPTH:
-            raise DataError(f"infos nested deeper than {MAX_INFO_DEPTH} levels")
-        return plain_info(value.tolist(), budget, depth) if value.dtype.hasobject else value.tolist()
+        return value, 1
     if isinstance(value, np.generic):
         budget.spend(1)
-        return value.item()
-    budget.spend(1)
-    return repr(value)
+        return value.item(), 1
+    if not isinstance(value, (dict, list, tuple, np.ndarray)):
+        budget.spend(1)
+        return repr(value), 1
+    if id(value) in seen:
+        _, shared, shared_size = seen[id(value)]
+        budget.spend(shared_size)
+        return shared, shared_size
+    if depth >= MAX_INFO_DEPTH or (isinstance(value, np.ndarray) and depth + value.ndim > MAX_INFO_DEPTH):
+        raise DataError(f"infos nested deeper than {MAX_INFO_DEPTH} levels")
+    plain: Any
+    size: int
+    if isinstance(value, dict):
+        budget.spend(len(value) + 1)  # the container and its keys
+        size = len(value) + 1
+        mapping: dict[str, Any] = {}
+        for key, item in value.items():
+            mapping[str(key)], count = _plain(item, budget, depth + 1, seen)
+            size += count
+        plain = mapping
+    elif isinstance(value, (list, tuple)):
+        budget.spend(1)
+        size = 1
+        items: list[Any] = []
+        for item in value:
+            converted, count = _plain(item, budget, depth + 1, seen)
+            items.append(converted)
+            size += count
+        plain = items
+    elif value.dtype.hasobject:
+        plain, size = _plain(value.tolist(), budget, depth, {})
+    else:
+        budget.spend(value.size + 1)
+        plain, size = value.tolist(), value.size + 1
+    seen[id(value)] = (value, plain, size)
+    return plain, size
 
 
 @dataclass
