@@ -248,7 +248,7 @@ def test_reading_a_store_imports_no_pandas_hub_or_parquet_module(tmp_path: Path)
     code = (
         "import sys, ildata\n"
         f"ds = ildata.load({str(path)!r}); ds.transitions(); ds[0]; ds.returns\n"
-        "print(','.join(m for m in ('pandas', 'pyarrow.parquet', 'pyarrow.dataset', 'ildata.hub', 'gymnasium') if m in sys.modules))\n"
+        "print(','.join(m for m in ('pandas', 'pyarrow.parquet', 'pyarrow.dataset', 'pyarrow.compute', 'ildata.hub', 'gymnasium') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

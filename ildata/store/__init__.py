@@ -12,28 +12,71 @@ This package never imports ildata.hub at module level (hub imports the store), n
 pyarrow.parquet on the read path (it would pull pandas into every `ildata.load`).
 """
 
-from ildata.store.fingerprint import compute_fingerprint, mismatched_files, sha256_file, sha256_path, xxh3_file
-from ildata.store.layout import (
-    DATA_DIR,
-    DATA_FORMATS,
-    EPISODES_FILE,
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    INFO_FILE,
-    SHARD_BYTES,
-    STATS_FILE,
-    DatasetInfo,
-    Feature,
-    Provenance,
-    Totals,
-    content_files,
-    is_store,
-)
-from ildata.store.read import TrajectoryDataset, Transitions, decode_info, load, read_info, to_numpy
-from ildata.store.verify import verify_store
-from ildata.store.write import episode_ordinals, infos_to_json, save, split_obs, to_arrow, write_dataset
+from __future__ import annotations
 
-_split_obs = split_obs  # old private name, still imported by ildata/report.py; use split_obs
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Attributes load their module on first use: `ildata.load` then imports read.py and what it
+# needs, not the writer (concurrent.futures, gymnasium helpers) or the hashing code.
+_MODULES: dict[str, tuple[str, ...]] = {
+    "layout": (
+        "DATA_DIR",
+        "DATA_FORMATS",
+        "EPISODES_FILE",
+        "FORMAT_NAME",
+        "FORMAT_VERSION",
+        "INFO_FILE",
+        "SHARD_BYTES",
+        "STATS_FILE",
+        "DatasetInfo",
+        "Feature",
+        "Provenance",
+        "Totals",
+        "content_files",
+        "is_store",
+    ),
+    "fingerprint": ("compute_fingerprint", "mismatched_files", "sha256_file", "sha256_path", "xxh3_file"),
+    "read": ("TrajectoryDataset", "Transitions", "decode_info", "load", "read_info", "to_numpy"),
+    "verify": ("verify_store",),
+    "write": ("episode_ordinals", "infos_to_json", "save", "split_obs", "to_arrow", "write_dataset"),
+}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+_ALIASES = {"_split_obs": "split_obs"}  # old private name, still imported by ildata/report.py
+
+if TYPE_CHECKING:
+    from ildata.store.fingerprint import compute_fingerprint, mismatched_files, sha256_file, sha256_path, xxh3_file
+    from ildata.store.layout import (
+        DATA_DIR,
+        DATA_FORMATS,
+        EPISODES_FILE,
+        FORMAT_NAME,
+        FORMAT_VERSION,
+        INFO_FILE,
+        SHARD_BYTES,
+        STATS_FILE,
+        DatasetInfo,
+        Feature,
+        Provenance,
+        Totals,
+        content_files,
+        is_store,
+    )
+    from ildata.store.read import TrajectoryDataset, Transitions, decode_info, load, read_info, to_numpy
+    from ildata.store.verify import verify_store
+    from ildata.store.write import episode_ordinals, infos_to_json, save, split_obs, to_arrow, write_dataset
+
+    _split_obs = split_obs
+
+
+def __getattr__(name: str) -> Any:
+    target = _ALIASES.get(name, name)
+    if target in _EXPORTS:
+        value = getattr(importlib.import_module(f"ildata.store.{_EXPORTS[target]}"), target)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ildata.store' has no attribute {name!r}")
+
 
 __all__ = [
     "DATA_DIR",
