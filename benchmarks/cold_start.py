@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 HEAVY = ("pandas", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.compute", "polars", "gymnasium", "rich", "huggingface_hub", "ildata.hub")
 
@@ -38,7 +39,7 @@ def cases(store: str) -> dict[str, str]:
     }
 
 
-def run_once(code: str) -> tuple[float, dict]:
+def run_once(code: str) -> tuple[float, dict[str, Any]]:
     import os
 
     read, write = os.pipe()
@@ -61,9 +62,10 @@ def main() -> None:
     parser.add_argument("store", nargs="?", default="datasets/cartpole-expert")
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    results = {}
+    results: dict[str, tuple[float, float, dict[str, Any]]] = {}
     for name, code in cases(args.store).items():
-        times, report = [], {}
+        times: list[float] = []
+        report: dict[str, Any] = {}
         for _ in range(args.repeat):
             elapsed, report = run_once(code)
             times.append(elapsed)
