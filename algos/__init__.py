@@ -1,6 +1,9 @@
 """Imitation algorithms trained from ildata stores, driven by recipe YAML files.
 
-`algos.base` holds the common interface and the `ALGORITHMS` registry, `algos.recipe` the
-strict recipe parser, `algos.train` the run-folder writer, `algos.policies` policy loading and
-evaluation. This package depends on `ildata`; `ildata` reaches it only lazily, from its CLI.
+`algos.base` holds the common interface, the `ALGORITHMS` registry and the one persistence path
+(`Algorithm.save` / `load_algorithm`), `algos.recipe` the strict recipe parser, `algos.train`
+the run-folder writer, `algos.policies` policy loading (the `POLICY_LOADERS` registry) and
+evaluation, `algos.learners` the RL learners' configs, `algos.tabular_mdp` the tabular model
+and planner that `algos.mce_irl` trains through. This package depends on `ildata`; `ildata`
+reaches it only lazily, from its CLI.
 """

@@ -8,27 +8,30 @@ rewards into a new dataset (`relabel`). Features are standardised with scikit-le
 are one-hot. A stationary model fits one KDE on every step; a per-timestep model fits one KDE per
 step index t (steps past the longest demonstration use the last one).
 
-Saved models hold the features the KDEs were fitted on (`.npz`, no pickle) and are refitted on
-load: fitting a KDE only stores its data, so the result is identical.
+Saved models hold the features the KDEs were fitted on (`density.npz`, no pickle) and are
+refitted on load: fitting a KDE only stores its data, so the result is identical. PPO's settings
+are the shared `algos.learners.PPOConfig`, nested under `config.ppo`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
-from algos.base import Algorithm, LogFn, register
-from algos.mce_irl import run_positions
+from algos.base import Algorithm, LogFn, RewardFn, register
+from algos.learners import PPOConfig, make_ppo
 from algos.policies import SB3Policy, load_sb3, write_policy_meta
-from algos.sampler import obs_features
+from algos.sampler import obs_features, run_positions
 from ildata.envs import make_env
 from ildata.episode import DataError, Obs, map_obs
+from ildata.store import TrajectoryDataset
+
+MODEL_FILE = "model.zip"
 
 FEATURES = ("state", "state_action", "state_state")
 
@@ -37,30 +40,34 @@ FEATURES = ("state", "state_action", "state_state")
 class DensityConfig:
     """Density reward settings; a recipe's `config:` section maps onto these fields one-to-one."""
 
+    RENAMED: ClassVar[dict[str, str]] = {
+        "ppo_timesteps": "ppo.total_timesteps",
+        "ppo_n_steps": "ppo.rollout_steps",
+        "ppo_batch_size": "ppo.batch_size",
+        "ppo_learning_rate": "ppo.learning_rate",
+        "ppo_gamma": "ppo.gamma",
+        "ppo_n_epochs": "ppo.n_epochs",
+        "ppo_ent_coef": "ppo.ent_coef",
+        "ppo_gae_lambda": "ppo.gae_lambda",
+        "ppo_n_envs": "ppo.n_envs",
+        "ppo_normalize_reward": "ppo.normalize_reward",
+        "ppo_reward_margin": "reward_margin",
+    }
+
     features: str = "state"  # state | state_action | state_state (next state)
     stationary: bool = True  # False: one KDE per timestep
     kernel: str = "gaussian"  # any sklearn KernelDensity kernel
     bandwidth: float = 0.5  # in standardised units when `standardise`
     standardise: bool = True
     max_samples: int = 20000  # transitions the KDEs keep (a uniform subsample beyond that)
-    # PPO on the learned reward (0 timesteps: learn the reward only).
-    ppo_timesteps: int = 0
-    ppo_n_steps: int = 1024
-    ppo_batch_size: int = 64
-    ppo_learning_rate: float = 3e-4
-    ppo_gamma: float = 0.99
-    ppo_n_epochs: int = 10
-    ppo_ent_coef: float = 0.0
-    ppo_gae_lambda: float = 0.95
-    ppo_n_envs: int = 1  # parallel envs (SB3 DummyVecEnv); a rollout is ppo_n_steps per env
+    # PPO on the learned reward (ppo.total_timesteps 0: learn the reward only).
+    ppo: PPOConfig = field(default_factory=PPOConfig)
     # Log densities of states far from the demonstrations reach -1e5 and below (a Gaussian KDE's
     # log density falls with the squared distance), and those states swamp PPO's value targets.
     # With a margin m (nats), PPO sees max(log p - floor, 0) / (median demo log p - floor) where
     # floor = lowest demonstration log density - m: 0 far from every demonstration, about 1 on
     # typical demonstration states. None: the raw log density (PPO collapsed with it on CartPole).
-    ppo_reward_margin: float | None = 50.0
-    # Scale the reward PPO sees by a running std of returns (SB3 VecNormalize).
-    ppo_normalize_reward: bool = True
+    reward_margin: float | None = 50.0
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
@@ -70,15 +77,13 @@ class DensityConfig:
             raise DataError(f"kernel: must be one of {', '.join(kernels)}, got {self.kernel!r}")
         if not self.bandwidth > 0:
             raise DataError(f"bandwidth: must be positive, got {self.bandwidth}")
-        if self.max_samples < 1 or self.ppo_timesteps < 0:
-            raise DataError("max_samples must be >= 1 and ppo_timesteps >= 0")
-        if self.ppo_n_envs < 1:
-            raise DataError(f"ppo_n_envs: must be at least 1, got {self.ppo_n_envs}")
-        if self.ppo_reward_margin is not None and not self.ppo_reward_margin > 0:
-            raise DataError(f"ppo_reward_margin: must be positive (or null), got {self.ppo_reward_margin}")
+        if self.max_samples < 1:
+            raise DataError(f"max_samples: must be at least 1, got {self.max_samples}")
+        if self.reward_margin is not None and not self.reward_margin > 0:
+            raise DataError(f"reward_margin: must be positive (or null), got {self.reward_margin}")
 
 
-def _batch_of_one(x: Any) -> Any:
+def _batch_of_one(x: Obs) -> Obs:
     return map_obs(x, lambda leaf: np.asarray(leaf)[None])
 
 
@@ -89,18 +94,18 @@ class LearnedRewardWrapper(gym.Wrapper):
     record true returns while the learner sees the learned reward.
     """
 
-    def __init__(self, env: gym.Env, reward_fn: Callable[..., np.ndarray]) -> None:
+    def __init__(self, env: gym.Env, reward_fn: RewardFn) -> None:
         super().__init__(env)
         self.reward_fn = reward_fn
         self._obs: Any = None
         self._t = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._obs, self._t = obs, 0
         return obs, info
 
-    def step(self, action: Any):
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         next_obs, env_reward, terminated, truncated, info = self.env.step(action)
         reward = self.reward_fn(_batch_of_one(self._obs), np.asarray(action)[None], _batch_of_one(next_obs), t=np.array([self._t]))
         info = {**info, "env_reward": env_reward}
@@ -113,14 +118,21 @@ class DensityReward(Algorithm):
     """KDE log-density reward learned offline from demonstrations; optionally PPO on it."""
 
     Config = DensityConfig
+    config: DensityConfig
+    observation_space: gym.Space
+    action_space: gym.Space
 
-    def __init__(self, config: DensityConfig, *, observation_space: Any, action_space: Any, seed: int = 0) -> None:
+    def __init__(
+        self, config: DensityConfig, *, observation_space: gym.Space | None, action_space: gym.Space | None, seed: int = 0
+    ) -> None:
+        if observation_space is None or action_space is None:
+            raise DataError("the density reward needs the observation and action spaces")
         super().__init__(config, observation_space=observation_space, action_space=action_space, seed=seed)
         self.samples: np.ndarray | None = None  # raw features the KDEs were fitted on
         self.sample_steps: np.ndarray | None = None  # their timesteps
         self.scaler: Any = None
         self.kdes: list[Any] = []
-        self.env_id: str | None = None
+        self.ppo: Any = None  # the SB3 PPO model, when PPO ran
 
     # ---- features and the density model
     def features(self, obs: Obs, acts: np.ndarray | None = None, next_obs: Obs | None = None) -> np.ndarray:
@@ -172,8 +184,10 @@ class DensityReward(Algorithm):
         return out
 
     # ---- training
-    def fit(self, dataset: Any, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
+    def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
         """Fit the KDE(s) on the dataset's transitions; then PPO on the reward if configured."""
+        if dataset is None:
+            raise DataError("the density reward learns from a dataset")
         cfg = self.config
         tr = dataset.transitions()
         steps = run_positions(dataset.lengths)
@@ -187,17 +201,19 @@ class DensityReward(Algorithm):
         if log is not None:
             log(0, metrics)
         self.env_id = env_id or dataset.env_id
-        if cfg.ppo_timesteps > 0:
+        if cfg.ppo.total_timesteps > 0:
             if self.env_id is None:
                 raise DataError("PPO on the density reward needs an env (recipe `env`)")
             metrics.update(self.train_ppo(self.env_id, log=log))
         return metrics
 
-    def ppo_reward_fn(self) -> Callable[..., np.ndarray]:
-        """The reward PPO optimises: the log density, or its floored rescaling (`ppo_reward_margin`)."""
-        margin = self.config.ppo_reward_margin
+    def ppo_reward_fn(self) -> RewardFn:
+        """The reward PPO optimises: the log density, or its floored rescaling (`reward_margin`)."""
+        margin = self.config.reward_margin
         if margin is None:
             return self.log_density
+        if self.samples is None or self.sample_steps is None:
+            raise RuntimeError("fit the density before asking for rewards")
         demo = self._score(self.samples, self.sample_steps)  # the demonstrations the KDEs hold
         floor = float(demo.min()) - margin
         scale = float(np.median(demo)) - floor
@@ -209,30 +225,14 @@ class DensityReward(Algorithm):
 
     def train_ppo(self, env_id: str, *, log: LogFn | None = None) -> dict[str, float]:
         """Train SB3 PPO in `env_id` with the env's reward replaced by the learned one."""
-        from stable_baselines3 import PPO
         from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.monitor import Monitor
-        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+        from stable_baselines3.common.vec_env import DummyVecEnv
 
-        cfg = self.config
+        cfg = self.config.ppo
         reward_fn = self.ppo_reward_fn()
-        venv = DummyVecEnv([lambda: LearnedRewardWrapper(Monitor(make_env(env_id)), reward_fn) for _ in range(cfg.ppo_n_envs)])
-        if cfg.ppo_normalize_reward:
-            venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=cfg.ppo_gamma)
-        model = PPO(
-            "MlpPolicy" if not isinstance(self.observation_space, gym.spaces.Dict) else "MultiInputPolicy",
-            venv,
-            n_steps=cfg.ppo_n_steps,
-            batch_size=cfg.ppo_batch_size,
-            learning_rate=cfg.ppo_learning_rate,
-            gamma=cfg.ppo_gamma,
-            gae_lambda=cfg.ppo_gae_lambda,
-            n_epochs=cfg.ppo_n_epochs,
-            ent_coef=cfg.ppo_ent_coef,
-            seed=self.seed,
-            device="cpu",
-            verbose=0,
-        )
+        venv = DummyVecEnv([lambda: LearnedRewardWrapper(Monitor(make_env(env_id)), reward_fn) for _ in range(cfg.n_envs)])
+        model = make_ppo(cfg, venv, self.observation_space, self.seed)
         final: dict[str, float] = {}
 
         class Progress(BaseCallback):
@@ -242,67 +242,46 @@ class DensityReward(Algorithm):
                 return True
 
             def _on_rollout_end(self) -> None:
-                final["ppo_learned_reward_mean"] = float(self.model.rollout_buffer.rewards.mean())
+                final["ppo_learned_reward_mean"] = float(model.rollout_buffer.rewards.mean())
                 if self.model.ep_info_buffer:
                     final["ppo_env_return_mean"] = float(np.mean([e["r"] for e in self.model.ep_info_buffer]))
                 if log is not None:
                     log(int(self.model.num_timesteps), dict(final))
 
-        model.learn(total_timesteps=cfg.ppo_timesteps, callback=Progress())
+        model.learn(total_timesteps=cfg.total_timesteps, callback=Progress())
         self.ppo = model
         self.policy = SB3Policy(model)
         return final
 
     # ---- persistence
-    def save(self, run_dir: Path) -> None:
-        """`density.json` (config, spaces' env), `density.npz` (KDE data); `policy/` if PPO ran."""
-        from ildata.spaces import space_to_dict
-
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+    def _save_state(self, run_dir: Path) -> None:
+        """`density.npz` (the features the KDEs hold, their timesteps); `policy/` if PPO ran."""
+        if self.samples is None or self.sample_steps is None:
+            raise RuntimeError("fit before save")
         np.savez(run_dir / "density.npz", samples=self.samples, steps=self.sample_steps)
-        meta = {
-            "algorithm": self.name,
-            "seed": self.seed,
-            "env_id": self.env_id,
-            "config": asdict(self.config),
-            "observation_space": space_to_dict(self.observation_space),
-            "action_space": space_to_dict(self.action_space),
-        }
-        (run_dir / "density.json").write_text(json.dumps(meta, indent=2))
-        if getattr(self, "ppo", None) is not None:
+        if self.ppo is not None:
             policy_dir = run_dir / "policy"
-            write_policy_meta(policy_dir, "sb3", self.observation_space, self.action_space, file="model.zip", env_id=self.env_id)
-            self.ppo.save(policy_dir / "model.zip")
+            write_policy_meta(policy_dir, "sb3", self.observation_space, self.action_space, file=MODEL_FILE, env_id=self.env_id)
+            self.ppo.save(policy_dir / MODEL_FILE)
 
-    @classmethod
-    def load(cls, run_dir: Path) -> DensityReward:
-        from ildata.spaces import space_from_dict
-
-        run_dir = Path(run_dir)
-        meta = json.loads((run_dir / "density.json").read_text())
-        algo = cls(
-            DensityConfig(**meta["config"]),
-            observation_space=space_from_dict(meta["observation_space"]),
-            action_space=space_from_dict(meta["action_space"]),
-            seed=int(meta["seed"]),
-        )
-        algo.env_id = meta["env_id"]
+    def _load_state(self, run_dir: Path) -> None:
         with np.load(run_dir / "density.npz", allow_pickle=False) as data:
-            algo._fit_density(data["samples"], data["steps"])
-        if (run_dir / "policy" / "model.zip").exists():
-            algo.policy = load_sb3(run_dir / "policy" / "model.zip", algo.env_id)
-        return algo
+            self._fit_density(data["samples"], data["steps"])
+        if (run_dir / "policy" / MODEL_FILE).exists():
+            if self.env_id is None:
+                raise DataError("a saved PPO policy needs the env it was trained in (env_id is null)", subject=run_dir)
+            policy = load_sb3(run_dir / "policy" / MODEL_FILE, self.env_id)
+            self.ppo, self.policy = policy.model, policy
 
 
 def relabel(
-    dataset: Any,
-    reward_fn: Callable[..., np.ndarray],
+    dataset: TrajectoryDataset,
+    reward_fn: RewardFn | Callable[..., np.ndarray],
     dst: str | Path,
     *,
     overwrite: bool = False,
     reward_name: str = "learned",
-) -> Any:
+) -> TrajectoryDataset:
     """Write a NEW dataset: `dataset`'s episodes with rewards `reward_fn(obs, acts, next_obs, t=...)`.
 
     One vectorised call over all transitions; the source is never modified.

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import gymnasium as gym
 import numpy as np
 
 from algos.base import Algorithm, LogFn, quiet_import, register
 from algos.policies import SB3Policy, load_sb3, write_policy_meta
 from ildata.envs import make_env
 from ildata.episode import DataError
+from ildata.store import TrajectoryDataset
 
 MODEL_FILE = "model.zip"
 
@@ -30,7 +32,7 @@ class ExpertConfig:
     total_timesteps: int = 20_000
     policy: str = "MlpPolicy"
     hyperparams: dict[str, Any] = field(default_factory=dict)  # e.g. learning_rate, policy_kwargs
-    log_interval: int = 1000  # env steps between metric rows
+    log_interval: int = 1000  # env steps between metric rows (`total_timesteps` counts env steps too)
     return_window: int = 10  # episodes averaged in `episode_return_mean`
 
     def __post_init__(self) -> None:
@@ -46,13 +48,14 @@ class Expert(Algorithm):
 
     Config = ExpertConfig
     needs_dataset = False
+    config: ExpertConfig
 
-    def __init__(self, config: ExpertConfig, *, observation_space: Any, action_space: Any, seed: int = 0) -> None:
+    def __init__(self, config: ExpertConfig, *, observation_space: gym.Space | None, action_space: gym.Space | None, seed: int = 0) -> None:
         super().__init__(config, observation_space=observation_space, action_space=action_space, seed=seed)
-        self.model: Any = None
-        self.env_id: str | None = None
+        self.model: Any = None  # the SB3 model
 
-    def fit(self, dataset: Any, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
+    def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
+        env_id = env_id or self.env_id
         if env_id is None:
             raise DataError("env: the rl algorithm trains in an env")
         sb3 = quiet_import("stable_baselines3")
@@ -61,7 +64,7 @@ class Expert(Algorithm):
 
         cfg = self.config
         self.env_id = env_id
-        env = Monitor(make_env(env_id))
+        env: Monitor = Monitor(make_env(env_id))
         try:
             self.model = getattr(sb3, cfg.algorithm)(cfg.policy, env, seed=self.seed, device="cpu", verbose=0, **cfg.hyperparams)
         except TypeError as exc:  # an unknown constructor argument
@@ -91,26 +94,25 @@ class Expert(Algorithm):
         self.policy = SB3Policy(self.model)
         return last
 
-    def save(self, run_dir: Path) -> None:
-        policy_dir = Path(run_dir) / "policy"
+    def _save_state(self, run_dir: Path) -> None:
+        """The SB3 zip under `policy/` (loaded back without unpickling, see `load_sb3`)."""
+        if self.model is None:
+            raise RuntimeError("fit before save")
+        policy_dir = run_dir / "policy"
         policy_dir.mkdir(parents=True, exist_ok=True)
         self.model.save(policy_dir / MODEL_FILE)
         write_policy_meta(
             policy_dir,
             "sb3",
-            self.observation_space,
-            self.action_space,
+            self.model.observation_space,
+            self.model.action_space,
             file=MODEL_FILE,
             env_id=self.env_id,
             algorithm=self.config.algorithm,
         )
 
-    @classmethod
-    def load(cls, run_dir: Path) -> Expert:
-        from algos.policies import read_policy_meta
-
-        meta = read_policy_meta(Path(run_dir) / "policy")
-        policy = load_sb3(Path(run_dir) / "policy" / meta["file"], meta["env_id"])
-        algo = cls(ExpertConfig(algorithm=meta["algorithm"]), observation_space=policy.observation_space, action_space=policy.action_space)
-        algo.model, algo.policy, algo.env_id = policy.model, policy, meta["env_id"]
-        return algo
+    def _load_state(self, run_dir: Path) -> None:
+        if self.env_id is None:
+            raise DataError("an rl run folder needs the env it was trained in (env_id is null)", subject=run_dir)
+        policy = load_sb3(run_dir / "policy" / MODEL_FILE, self.env_id)
+        self.model, self.policy = policy.model, policy

@@ -1,364 +1,35 @@
 """Finite-horizon tabular maximum causal entropy IRL (Ziebart 2010, chapters 9 and 10).
 
-One file, top to bottom: the tabular model protocol; the soft Bellman backup
-(`mce_partition_fh`) and the occupancy measures it induces (`mce_occupancy_measures`), with the
-semantics of the functions of those names in the `imitation` library; a hard (optimal) planner;
-mapping dataset observations to states; the tabular policy; and the `MCEIRL` trainer.
-
-Observations in a dataset index the states of the tabular env: a `Discrete` observation space
-gives state ids directly; any other observation (e.g. a `Box` of features) is matched exactly to
-a row of `observation_matrix` (rows must then be distinct). The reward network sees the
-`observation_matrix` features, the policy works on states, as in `imitation`.
+The tabular model, its soft Bellman backup and occupancy measures live in `algos.tabular_mdp`;
+this module is the trainer: gradient ascent on the demonstrations' log-likelihood, whose gradient
+with respect to a state's reward is the difference of the demonstrations' and the model's
+discounted visit counts. The reward network sees the `observation_matrix` features, the policy
+works on states, as in `imitation`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from scipy.special import logsumexp
 
 from algos.base import Algorithm, LogFn, register
-from algos.policies import Policy, load_policy, write_policy_meta
-from ildata.envs import make_env
-from ildata.episode import DataError
-
-# ---------------------------------------------------------------------------------------------
-# Tabular model protocol
-
-
-@runtime_checkable
-class TabularModel(Protocol):
-    """What the MCE functions need: any object with these attributes works (duck typing).
-
-    `transition_matrix[s, a, s']` = P(s' | s, a); `observation_matrix[s]` = features of state s;
-    `reward_matrix[s]` = reward for acting in state s; `horizon` = steps per episode;
-    `initial_state_dist[s]` = P(s_0 = s).
-    """
-
-    transition_matrix: np.ndarray
-    observation_matrix: np.ndarray
-    reward_matrix: np.ndarray
-    horizon: int
-    initial_state_dist: np.ndarray
-
-
-def as_tabular_model(env: Any) -> TabularModel:
-    """The model behind `env`: itself, or `env.unwrapped` for a `gym.make` wrapper stack.
-
-    gymnasium 1.0 wrappers no longer forward attribute access, so `gym.make(...)` would otherwise
-    hide the matrices.
-    """
-    if isinstance(env, TabularModel):
-        return env
-    inner = getattr(env, "unwrapped", None)
-    if inner is not None and isinstance(inner, TabularModel):
-        return inner
-    missing = [name for name in TabularModel.__annotations__ if not hasattr(env, name)]
-    raise TypeError(f"{type(env).__name__} is not a tabular model: missing {', '.join(missing)}")
-
-
-def _reward_vector(model: TabularModel, reward: np.ndarray | None) -> np.ndarray:
-    n_states = model.transition_matrix.shape[0]
-    r = np.asarray(model.reward_matrix if reward is None else reward, dtype=np.float64)
-    if r.shape != (n_states,):
-        raise ValueError(f"reward must have shape ({n_states},), got {r.shape}")
-    return r
-
-
-# ---------------------------------------------------------------------------------------------
-# Soft Bellman backup and occupancy measures
-
-
-def _backup_fh(
-    env: Any, reward: np.ndarray | None, discount: float, value_of: Callable[[np.ndarray], np.ndarray]
-) -> tuple[TabularModel, np.ndarray, np.ndarray]:
-    """Backward induction over the horizon with `V[t] = value_of(Q[t])` (soft or hard max)."""
-    model = as_tabular_model(env)
-    T = np.asarray(model.transition_matrix, dtype=np.float64)
-    r = _reward_vector(model, reward)
-    horizon = int(model.horizon)
-    n_states, n_actions, _ = T.shape
-    V = np.empty((horizon, n_states))
-    Q = np.empty((horizon, n_states, n_actions))
-    Q[horizon - 1] = r[:, None]
-    V[horizon - 1] = value_of(Q[horizon - 1])
-    for t in range(horizon - 2, -1, -1):
-        Q[t] = r[:, None] + discount * (T @ V[t + 1])
-        V[t] = value_of(Q[t])
-    return model, V, Q
-
-
-def mce_partition_fh(env: Any, *, reward: np.ndarray | None = None, discount: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Soft value iteration over the finite horizon (Ziebart's recurrences 9.1-9.3).
-
-    Returns `(V, Q, pi)`: `V[t, s]`, `Q[t, s, a]`, `pi[t, s, a]` for `t < horizon`, where
-    `Q[H-1, s, a] = r(s)`, `Q[t, s, a] = r(s) + discount * E_{s'|s,a} V[t+1, s']`,
-    `V[t, s] = logsumexp_a Q[t, s, a]` and `pi = exp(Q - V)`. `reward` defaults to
-    `env.reward_matrix`.
-    """
-    _, V, Q = _backup_fh(env, reward, discount, lambda q: logsumexp(q, axis=1))
-    pi = np.exp(Q - V[:, :, None])
-    return V, Q, pi
-
-
-def mce_occupancy_measures(
-    env: Any,
-    *,
-    reward: np.ndarray | None = None,
-    pi: np.ndarray | None = None,
-    discount: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """State occupancy of policy `pi` (default: the soft-optimal policy for `reward`).
-
-    Returns `(D, Dcum)`: `D[t, s]` = P(s_t = s) for t = 0..horizon (horizon + 1 rows, each
-    summing to 1) and `Dcum[s] = sum_t discount**t * D[t, s]`, the expected discounted number of
-    visits of s. `pi` may be time-dependent `(horizon, S, A)` or stationary `(S, A)`.
-    """
-    model = as_tabular_model(env)
-    T = np.asarray(model.transition_matrix, dtype=np.float64)
-    horizon = int(model.horizon)
-    n_states, n_actions, _ = T.shape
-    if pi is None:
-        _, _, pi = mce_partition_fh(model, reward=reward, discount=discount)
-    pi = np.asarray(pi, dtype=np.float64)
-    if pi.shape == (n_states, n_actions):
-        pi = np.broadcast_to(pi, (horizon, n_states, n_actions))
-    if pi.shape != (horizon, n_states, n_actions):
-        raise ValueError(f"pi must have shape ({horizon}, {n_states}, {n_actions}), got {pi.shape}")
-    T_flat = T.reshape(n_states * n_actions, n_states)
-    D = np.empty((horizon + 1, n_states))
-    D[0] = model.initial_state_dist
-    for t in range(horizon):
-        D[t + 1] = (D[t][:, None] * pi[t]).reshape(-1) @ T_flat
-    Dcum = (discount ** np.arange(horizon + 1)) @ D
-    return D, Dcum
-
-
-def optimal_partition_fh(env: Any, *, reward: np.ndarray | None = None, discount: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hard value iteration: like `mce_partition_fh` with max instead of logsumexp.
-
-    `pi[t, s]` is deterministic (one-hot on the first maximising action), the optimal policy of
-    the finite-horizon MDP.
-    """
-    _, V, Q = _backup_fh(env, reward, discount, lambda q: q.max(axis=1))
-    pi = np.eye(Q.shape[2])[Q.argmax(axis=2)]
-    return V, Q, pi
-
-
-# ---------------------------------------------------------------------------------------------
-# Observations -> states, and demonstration occupancy measures
-
-
-def _row_keys(rows: np.ndarray) -> np.ndarray:
-    """One hashable/sortable byte string per row (float32; -0.0 folded into 0.0)."""
-    rows = np.ascontiguousarray(rows.reshape(rows.shape[0], -1), dtype=np.float32) + np.float32(0.0)
-    return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-
-
-def states_from_obs(model: TabularModel, obs: np.ndarray) -> np.ndarray:
-    """State ids of a batch of observations: integer ids, or exact rows of observation_matrix."""
-    obs = np.asarray(obs)
-    n_states = model.transition_matrix.shape[0]
-    if np.issubdtype(obs.dtype, np.integer) and obs.ndim <= 1:
-        states = obs.reshape(-1).astype(np.int64)
-        if states.size and (states.min() < 0 or states.max() >= n_states):
-            raise DataError(f"state ids must be in [0, {n_states}), got {states.min()}..{states.max()}")
-        return states
-    table = np.asarray(model.observation_matrix)
-    if obs.ndim == 1:
-        obs = obs[None]
-    if obs.shape[1:] != table.shape[1:]:
-        raise DataError(f"observations of shape {obs.shape[1:]} do not match observation_matrix rows {table.shape[1:]}")
-    keys = _row_keys(table)
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
-    query = _row_keys(obs)
-    pos = np.clip(np.searchsorted(sorted_keys, query), 0, len(keys) - 1)
-    found = sorted_keys[pos] == query
-    if not found.all():
-        bad = int(np.flatnonzero(~found)[0])
-        raise DataError(f"observation {obs[bad].tolist()} is not a row of the env's observation_matrix")
-    if (sorted_keys[1:] == sorted_keys[:-1]).any():
-        raise DataError("observation_matrix has duplicate rows: observations cannot identify states")
-    return order[pos]
-
-
-def run_positions(lengths: np.ndarray) -> np.ndarray:
-    """Index of every row within its run, for runs of `lengths` rows laid end to end.
-
-    With episode lengths it gives each transition's timestep; with lengths + 1, each observation's.
-    """
-    lengths = np.asarray(lengths, dtype=np.int64)
-    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-
-
-def demo_occupancy(model: TabularModel, obs: np.ndarray, lengths: np.ndarray, discount: float = 1.0) -> np.ndarray:
-    """Discounted state-visit counts of demonstrations, averaged over episodes (`Dcum` of the data).
-
-    `obs` holds every episode's `T_i + 1` observations concatenated. Episodes must last the
-    env's horizon: a shorter one would visit fewer states than the model's `D` and bias the match.
-    """
-    lengths = np.asarray(lengths, dtype=np.int64)
-    horizon = int(model.horizon)
-    if (lengths != horizon).any():
-        bad = int(np.flatnonzero(lengths != horizon)[0])
-        raise DataError(
-            f"episode {bad} has {lengths[bad]} steps but the tabular env's horizon is {horizon}: "
-            "MCE IRL matches occupancy over full-horizon episodes"
-        )
-    states = states_from_obs(model, obs)
-    t = run_positions(lengths + 1)
-    n_states = model.transition_matrix.shape[0]
-    counts = np.bincount(states, weights=discount**t, minlength=n_states)
-    return counts / len(lengths)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tabular policy (a run folder's `policy/` of kind "tabular")
-
-
-class TabularPolicy(Policy):
-    """A policy table `pi[t, s, a]` as a callable obs -> action.
-
-    A callable gets no timestep, so it acts with the first-step decision rule `pi[0]` (the one
-    for a full horizon ahead); `act_at(obs, t)` uses the time-dependent rule. Deterministic
-    policies take the most probable action, otherwise actions are drawn from `pi`.
-    """
-
-    def __init__(
-        self,
-        pi: np.ndarray,
-        model: TabularModel,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        deterministic: bool = True,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(observation_space, action_space, deterministic)
-        pi = np.asarray(pi, dtype=np.float64)
-        if pi.ndim != 3 or not np.allclose(pi.sum(axis=2), 1.0) or (pi < 0).any():
-            raise DataError("pi must be a (horizon, S, A) array of distributions")
-        self.pi = pi
-        self.model = model
-        self.rng = np.random.default_rng(seed)
-
-    def act_at(self, obs: Any, t: int | np.ndarray) -> np.ndarray:
-        """Actions for a batch of observations at timestep(s) `t`."""
-        states = states_from_obs(self.model, obs)
-        t = np.clip(np.broadcast_to(np.asarray(t, dtype=np.int64), states.shape), 0, self.pi.shape[0] - 1)
-        probs = self.pi[t, states]
-        if self.deterministic:
-            return probs.argmax(axis=1)
-        u = self.rng.random((states.shape[0], 1))
-        return np.minimum((probs.cumsum(axis=1) < u).sum(axis=1), probs.shape[1] - 1)
-
-    def act(self, obs: Any) -> np.ndarray:
-        return self.act_at(obs, 0)
-
-
-def tabular_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[TabularModel, gym.Space, gym.Space]:
-    """(model, observation_space, action_space) of a tabular env id."""
-    env = make_env(env_id, **(env_kwargs or {}))
-    try:
-        return as_tabular_model(env), env.observation_space, env.action_space
-    except TypeError as exc:
-        raise DataError(f"{env_id} is not a tabular env: {exc}") from None
-    finally:
-        env.close()
-
-
-def save_tabular_policy(policy_dir: Path, pi: np.ndarray, env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """`policy.json` (kind "tabular", env to rebuild the model from) and `pi.npy`."""
-    _, observation_space, action_space = tabular_env(env_id, env_kwargs)
-    write_policy_meta(policy_dir, "tabular", observation_space, action_space, env_id=env_id, env_kwargs=env_kwargs)
-    np.save(policy_dir / "pi.npy", pi)
-
-
-def load_tabular_policy(policy_dir: Path, meta: dict[str, Any]) -> TabularPolicy:
-    """The loader `algos.policies.POLICY_LOADERS["tabular"]` names."""
-    model, observation_space, action_space = tabular_env(meta["env_id"], meta.get("env_kwargs"))
-    pi = np.load(policy_dir / "pi.npy", allow_pickle=False)
-    return TabularPolicy(pi, model, observation_space, action_space)
-
-
-def expected_return(model: TabularModel, pi: np.ndarray, discount: float = 1.0) -> float:
-    """Exact expected return of `pi`: rewards of the states acted in, s_0 .. s_{H-1}."""
-    D, _ = mce_occupancy_measures(model, pi=pi)
-    return float((discount ** np.arange(D.shape[0] - 1)) @ D[:-1] @ np.asarray(model.reward_matrix))
-
-
-# ---------------------------------------------------------------------------------------------
-# The optimal planner, as an algorithm: its run folder is the expert `ildata collect` rolls out
-
-
-@dataclass
-class TabularOptimalConfig:
-    """Hard value iteration on the env's own reward; no dataset needed."""
-
-    discount: float = 1.0
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@register("tabular_optimal")
-class TabularOptimal(Algorithm):
-    """Plans the optimal policy of a tabular env (the gridworld dataset's expert)."""
-
-    Config = TabularOptimalConfig
-    needs_dataset = False
-
-    def fit(self, dataset: Any = None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
-        if env_id is None:
-            raise DataError("tabular_optimal needs a tabular env (recipe `env`)")
-        cfg = self.config
-        model, observation_space, action_space = tabular_env(env_id, cfg.env_kwargs)
-        _, _, self.pi = optimal_partition_fh(model, discount=cfg.discount)
-        self.env_id = env_id
-        self.policy = TabularPolicy(self.pi, model, observation_space, action_space)
-        metrics = {
-            "expected_return": expected_return(model, self.pi, cfg.discount),
-            # What the callable policy (first-step rule at every step) earns.
-            "expected_return_stationary": expected_return(model, self.pi[0], cfg.discount),
-        }
-        if log is not None:
-            log(0, metrics)
-        return metrics
-
-    def save(self, run_dir: Path) -> None:
-        save_tabular_policy(Path(run_dir) / "policy", self.pi, self.env_id, self.config.env_kwargs)
-        _write_meta(Path(run_dir), self)
-
-    @classmethod
-    def load(cls, run_dir: Path) -> TabularOptimal:
-        algo, policy = _read_meta(cls, Path(run_dir))
-        algo.pi, algo.policy = policy.pi, policy
-        return algo
-
-
-def _write_meta(run_dir: Path, algo: Algorithm) -> None:
-    meta = {"algorithm": algo.name, "env_id": algo.env_id, "seed": algo.seed, "config": asdict(algo.config)}
-    (run_dir / f"{algo.name}.json").write_text(json.dumps(meta, indent=2))
-
-
-def _read_meta(cls: type, run_dir: Path) -> tuple[Any, TabularPolicy]:
-    """Rebuild an algorithm object and its policy from `<name>.json` and `policy/`."""
-    meta = json.loads((run_dir / f"{cls.name}.json").read_text())
-    policy = load_policy(run_dir)
-    algo = cls(
-        cls.Config(**meta["config"]),
-        observation_space=policy.observation_space,
-        action_space=policy.action_space,
-        seed=int(meta["seed"]),
-    )
-    algo.env_id = meta["env_id"]
-    return algo, policy
-
+from algos.tabular_mdp import (
+    TabularModel,
+    TabularPolicy,
+    demo_occupancy,
+    expected_return,
+    mce_occupancy_measures,
+    mce_partition_fh,
+    save_tabular_policy,
+    states_from_obs,
+    tabular_env,
+)
+from ildata.episode import DataError, Obs
+from ildata.store import TrajectoryDataset
 
 # ---------------------------------------------------------------------------------------------
 # MCE IRL trainer
@@ -368,17 +39,26 @@ def _read_meta(cls: type, run_dir: Path) -> tuple[Any, TabularPolicy]:
 class MCEIRLConfig:
     """MCE IRL settings; a recipe's `config:` section maps onto these fields one-to-one."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"lr": "learning_rate", "max_iter": "n_gradient_steps"}
+
     hidden_sizes: list[int] = field(default_factory=list)  # [] = reward linear in the features
     discount: float = 1.0
-    lr: float = 0.05  # Adam
-    max_iter: int = 1000
+    learning_rate: float = 0.05  # Adam
+    n_gradient_steps: int = 1000  # at most: training stops early at linf_eps or grad_l2_eps
     linf_eps: float = 1e-3  # stop when max_s |Dcum_model - Dcum_demo| falls below this
     grad_l2_eps: float = 1e-5  # ... or when the gradient norm does
-    log_interval: int = 25
+    log_interval: int = 25  # gradient steps between metric rows
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # for making the tabular env
 
+    def __post_init__(self) -> None:
+        for name in ("n_gradient_steps", "log_interval"):
+            if getattr(self, name) < 1:
+                raise DataError(f"{name}: must be at least 1")
+        if not self.learning_rate > 0:
+            raise DataError("learning_rate: must be positive")
 
-def _reward_net(in_dim: int, hidden_sizes: list[int]):
+
+def _reward_net(in_dim: int, hidden_sizes: list[int]) -> Any:
     import torch
 
     layers: list[Any] = []
@@ -407,10 +87,17 @@ class MCEIRL(Algorithm):
     """
 
     Config = MCEIRLConfig
+    config: MCEIRLConfig
 
-    def __init__(self, config: MCEIRLConfig, *, observation_space: Any = None, action_space: Any = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        config: MCEIRLConfig,
+        *,
+        observation_space: gym.Space | None = None,
+        action_space: gym.Space | None = None,
+        seed: int = 0,
+    ) -> None:
         super().__init__(config, observation_space=observation_space, action_space=action_space, seed=seed)
-        self.env_id: str | None = None
         self.model: TabularModel | None = None
         self.net: Any = None
         self.reward_vector: np.ndarray | None = None
@@ -429,7 +116,9 @@ class MCEIRL(Algorithm):
         self.net = _reward_net(n_features, list(self.config.hidden_sizes))
         return self.model
 
-    def fit(self, dataset: Any, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
+    def fit(
+        self, dataset: TrajectoryDataset | np.ndarray | None, *, env_id: str | None = None, log: LogFn | None = None
+    ) -> dict[str, float]:
         """Fit to a dataset of full-horizon episodes, or to an occupancy measure (array (S,))."""
         import torch
 
@@ -439,18 +128,20 @@ class MCEIRL(Algorithm):
             demo_om = np.asarray(dataset, dtype=np.float64)
             if demo_om.shape != (model.transition_matrix.shape[0],):
                 raise DataError(f"occupancy measure must have shape ({model.transition_matrix.shape[0]},), got {demo_om.shape}")
+        elif dataset is None:
+            raise DataError("MCE IRL learns from demonstrations: give a dataset")
         else:
             model = self._setup(env_id or dataset.env_id)
             batch = dataset.to_batch()
-            if isinstance(batch.obs, dict):
+            if not isinstance(batch.obs, np.ndarray):
                 raise DataError("MCE IRL needs state ids or feature vectors, not Dict observations")
             demo_om = demo_occupancy(model, batch.obs, batch.lengths, cfg.discount)
         self.demo_om = demo_om
         features = torch.as_tensor(np.asarray(model.observation_matrix), dtype=torch.float64)
         params = list(self.net.parameters())
-        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
         metrics: dict[str, float] = {}
-        for it in range(cfg.max_iter):
+        for it in range(cfg.n_gradient_steps):
             optimizer.zero_grad()
             reward = self.net(features).squeeze(1)
             _, visits = mce_occupancy_measures(model, reward=reward.detach().numpy(), discount=cfg.discount)
@@ -466,12 +157,13 @@ class MCEIRL(Algorithm):
                 "weight_norm": float(torch.sqrt(sum((p.detach() ** 2).sum() for p in params))),
             }
             done = linf <= cfg.linf_eps or grad_norm <= cfg.grad_l2_eps
-            if log is not None and (it % cfg.log_interval == 0 or done or it == cfg.max_iter - 1):
+            if log is not None and (it % cfg.log_interval == 0 or done or it == cfg.n_gradient_steps - 1):
                 log(it, metrics)
             if done:
                 break
         with torch.no_grad():
             self._set_reward(self.net(features).squeeze(1).numpy().copy())
+        assert self.pi is not None
         _, visits = mce_occupancy_measures(model, pi=self.pi, discount=cfg.discount)
         metrics.update(
             iterations=float(it + 1),
@@ -484,33 +176,33 @@ class MCEIRL(Algorithm):
     def _set_reward(self, reward_vector: np.ndarray) -> None:
         """Set the learned state reward, its soft-optimal policy and the callables exposing them."""
         model = self.model
+        if model is None or self.observation_space is None or self.action_space is None:
+            raise RuntimeError("set up the tabular env first")
         self.reward_vector = reward_vector
         _, _, self.pi = mce_partition_fh(model, reward=reward_vector, discount=self.config.discount)
         self.policy = TabularPolicy(self.pi, model, self.observation_space, self.action_space)
-        # State-only reward: actions and next observations are accepted and ignored.
-        self.reward = lambda obs, acts=None, next_obs=None: reward_vector[states_from_obs(model, obs)]
 
-    def save(self, run_dir: Path) -> None:
+        def reward(obs: Obs, acts: Any = None, next_obs: Any = None, *, t: Any = None) -> np.ndarray:
+            """State-only reward: actions, next observations and timesteps are accepted and ignored."""
+            return reward_vector[states_from_obs(model, np.asarray(obs))]
+
+        self.reward = reward
+
+    def _save_state(self, run_dir: Path) -> None:
         """`policy/` (the soft-optimal policy), `reward_net.pt`, `reward.npy`, `demo_occupancy.npy`."""
         import torch
 
-        if self.pi is None:
+        if self.pi is None or self.env_id is None or self.reward_vector is None or self.demo_om is None:
             raise RuntimeError("fit before save")
-        run_dir = Path(run_dir)
         save_tabular_policy(run_dir / "policy", self.pi, self.env_id, self.config.env_kwargs)
         torch.save(self.net.state_dict(), run_dir / "reward_net.pt")
         np.save(run_dir / "reward.npy", self.reward_vector)
         np.save(run_dir / "demo_occupancy.npy", self.demo_om)
-        _write_meta(run_dir, self)
 
-    @classmethod
-    def load(cls, run_dir: Path) -> MCEIRL:
+    def _load_state(self, run_dir: Path) -> None:
         import torch
 
-        run_dir = Path(run_dir)
-        algo, _ = _read_meta(cls, run_dir)
-        algo._setup(algo.env_id)
-        algo.net.load_state_dict(torch.load(run_dir / "reward_net.pt", weights_only=True))
-        algo.demo_om = np.load(run_dir / "demo_occupancy.npy", allow_pickle=False)
-        algo._set_reward(np.load(run_dir / "reward.npy", allow_pickle=False))
-        return algo
+        self._setup(self.env_id)
+        self.net.load_state_dict(torch.load(run_dir / "reward_net.pt", weights_only=True))
+        self.demo_om = np.load(run_dir / "demo_occupancy.npy", allow_pickle=False)
+        self._set_reward(np.load(run_dir / "reward.npy", allow_pickle=False))

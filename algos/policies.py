@@ -2,8 +2,10 @@
 
 Every policy acts on a batch (leading axis) and, called with one observation, on that one.
 A run folder keeps its policy under `policy/`: `policy.json` says which loader rebuilds it
-(`kind`, see `POLICY_LOADERS`) plus the spaces; weights sit beside it as torch state dicts
-(loaded with `weights_only=True`) or .npy arrays, never pickles.
+(`kind`, an entry of the `POLICY_LOADERS` registry) plus the spaces; weights sit beside it as
+torch state dicts (loaded with `weights_only=True`) or .npy arrays, never pickles. The policy
+alone is what `ildata collect/eval` need; `algos.base.load_algorithm` rebuilds the whole
+algorithm (the policy included) from the same folder.
 """
 
 from __future__ import annotations
@@ -13,34 +15,37 @@ import json
 import math
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from algos.base import quiet_import
 from ildata.collect import RandomPolicy, returns_summary, rollout
 from ildata.envs import env_spaces
 from ildata.episode import DataError, Obs, flatten_obs
+from ildata.registry import Registry
 from ildata.spaces import space_from_dict, space_to_dict
+from ildata.store import TrajectoryDataset
 
 POLICY_FILE = "policy.json"
 
-# policy.json "kind" -> "module:function(policy_dir: Path, meta: dict) -> Policy".
-# Algorithms that save another kind of policy add a line here.
-POLICY_LOADERS: dict[str, str] = {
-    "mlp": "algos.bc:load_mlp_policy",
-    "d3rlpy": "algos.bc:load_d3rlpy_policy",
-    "sb3": "algos.policies:_load_sb3_dir",
-    "tabular": "algos.mce_irl:load_tabular_policy",
-}
+# policy.json's fields, with its two spaces already rebuilt as gymnasium spaces.
+PolicyMeta = dict[str, Any]
+PolicyLoader = Callable[[Path, PolicyMeta], "Policy"]
+
+# policy.json "kind" -> the function rebuilding that kind of policy from its folder. An algorithm
+# saving a new kind registers its loader with `@POLICY_LOADERS.register("kind")` in its module
+# (and lists the module here if it is not already listed).
+POLICY_LOADERS: Registry[PolicyLoader] = Registry("policy kind", ("algos.policies", "algos.bc", "algos.tabular_mdp"))
 
 
 class Policy:
     """Base class: `act(obs_batch) -> actions`; calling it also accepts a single observation."""
 
-    def __init__(self, observation_space: Any, action_space: Any, deterministic: bool = True) -> None:
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, deterministic: bool = True) -> None:
         self.observation_space = observation_space
         self.action_space = action_space
         self.deterministic = deterministic
@@ -65,7 +70,7 @@ class Policy:
 class Random(Policy):
     """Uniform random actions (seeded)."""
 
-    def __init__(self, observation_space: Any, action_space: Any, seed: int = 0) -> None:
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, seed: int = 0) -> None:
         super().__init__(observation_space, action_space, deterministic=False)
         self._sample = RandomPolicy(action_space, seed)
 
@@ -113,13 +118,13 @@ def _sb3_policy_class(entry: dict[str, Any]) -> tuple[str, type]:
     return module_name, cls
 
 
-def _check_space_entry(name: str, entry: dict[str, Any], space: Any) -> None:
+def _check_space_entry(name: str, entry: dict[str, Any], space: gym.Space) -> None:
     """Compare the readable fields SB3 stores beside a pickled space with the env's space."""
     shape = entry.get("_shape")
     if isinstance(shape, str):  # older SB3 versions store the repr: "[4]", "(4,)"
         shape = [int(d) for d in re.findall(r"\d+", shape)]
-    if shape is not None and list(shape) != list(space.shape):
-        raise DataError(f"{name}: model was trained on shape {shape}, env has {list(space.shape)}")
+    if shape is not None and list(shape) != list(space.shape or ()):
+        raise DataError(f"{name}: model was trained on shape {shape}, env has {list(space.shape or ())}")
     if "n" in entry and str(getattr(space, "n", None)) != str(entry["n"]):
         raise DataError(f"{name}: model was trained on n={entry['n']}, env has {getattr(space, 'n', None)}")
 
@@ -167,15 +172,16 @@ def load_sb3(path: str | Path, env_id: str, deterministic: bool = True) -> SB3Po
     return SB3Policy(model, deterministic)
 
 
-def _load_sb3_dir(policy_dir: Path, meta: dict[str, Any]) -> Policy:
-    """A run folder whose policy is an SB3 model (written by the RL expert trainer)."""
+@POLICY_LOADERS.register("sb3")
+def load_sb3_dir(policy_dir: Path, meta: PolicyMeta) -> SB3Policy:
+    """A policy folder holding an SB3 model (written by the RL expert trainer, density's PPO)."""
     return load_sb3(policy_dir / meta["file"], meta["env_id"], meta.get("deterministic", True))
 
 
 # ----------------------------------------------------------------------------- run folders
 
 
-def write_policy_meta(policy_dir: Path, kind: str, observation_space: Any, action_space: Any, **fields: Any) -> None:
+def write_policy_meta(policy_dir: Path, kind: str, observation_space: gym.Space, action_space: gym.Space, **fields: Any) -> None:
     """Write `policy.json`: the loader kind, both spaces and whatever the loader needs."""
     policy_dir.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -187,15 +193,17 @@ def write_policy_meta(policy_dir: Path, kind: str, observation_space: Any, actio
     (policy_dir / POLICY_FILE).write_text(json.dumps(meta, indent=2))
 
 
-def read_policy_meta(policy_dir: Path) -> dict[str, Any]:
+def read_policy_meta(policy_dir: Path) -> PolicyMeta:
+    """`policy.json` with its spaces rebuilt; a DataError naming the file when it is unusable."""
     try:
         meta = json.loads((policy_dir / POLICY_FILE).read_text())
     except FileNotFoundError:
         raise DataError(f"{policy_dir}: no {POLICY_FILE} (not an ildata policy folder)") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{policy_dir / POLICY_FILE}: invalid JSON ({exc})") from None
-    if meta.get("kind") not in POLICY_LOADERS:
-        raise DataError(f"{policy_dir / POLICY_FILE}: unknown policy kind {meta.get('kind')!r} (known: {sorted(POLICY_LOADERS)})")
+    if not isinstance(meta, dict) or meta.get("kind") not in POLICY_LOADERS:
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        raise DataError(f"{policy_dir / POLICY_FILE}: unknown policy kind {kind!r} (known: {sorted(POLICY_LOADERS.names())})")
     meta["observation_space"] = space_from_dict(meta["observation_space"])
     meta["action_space"] = space_from_dict(meta["action_space"])
     return meta
@@ -222,8 +230,7 @@ def load_policy(spec: str | Path, *, env_id: str | None = None, deterministic: b
     meta = read_policy_meta(policy_dir)
     if env_id is not None:
         check_env_spaces(meta["observation_space"], meta["action_space"], env_id, what="env")
-    module_name, func = POLICY_LOADERS[meta["kind"]].split(":")
-    policy = getattr(importlib.import_module(module_name), func)(policy_dir, meta)
+    policy = POLICY_LOADERS[meta["kind"]](policy_dir, meta)
     policy.deterministic = deterministic
     return policy
 
@@ -231,7 +238,7 @@ def load_policy(spec: str | Path, *, env_id: str | None = None, deterministic: b
 # ----------------------------------------------------------------------------- evaluation
 
 
-def check_env_spaces(observation_space: Any, action_space: Any, env_id: str, what: str = "env") -> None:
+def check_env_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str, what: str = "env") -> None:
     """DataError naming `what` when `env_id`'s spaces differ from the data's or policy's."""
     env_obs, env_act = env_spaces(env_id)
     for name, mine, theirs in (("observation", observation_space, env_obs), ("action", action_space, env_act)):
@@ -239,16 +246,16 @@ def check_env_spaces(observation_space: Any, action_space: Any, env_id: str, wha
             raise DataError(f"{what}: {env_id} has {name} space {theirs}, expected {mine}")
 
 
-def _compatible(a: Any, b: Any) -> bool:
+def _compatible(a: gym.Space, b: gym.Space) -> bool:
     """Same type and shape (bounds may differ, e.g. seals' CartPole vs CartPole-v1)."""
     return type(a) is type(b) and a.shape == b.shape and getattr(a, "n", None) == getattr(b, "n", None)
 
 
-def evaluate(policy: Callable[[Any], np.ndarray], env_id: str, episodes: int, seed: int = 0, num_envs: int = 8) -> dict[str, Any]:
+def evaluate(policy: Callable[[Obs], np.ndarray], env_id: str, episodes: int, seed: int = 0, num_envs: int = 8) -> dict[str, Any]:
     """Mean/std return of `policy` over `episodes` seeded episodes (seeds seed .. seed+episodes-1)."""
     eps = rollout(policy, env_id, episodes, seed=seed, num_envs=num_envs)
     summary: dict[str, Any] = returns_summary(eps)
-    summary["returns"] = [float(np.sum(ep.rews)) for ep in eps]
+    summary["returns"] = [float(np.sum(ep.rews)) if ep.rews is not None else 0.0 for ep in eps]
     summary["env_id"] = env_id
     summary["seed"] = seed
     return summary
@@ -261,7 +268,7 @@ def normalized_score(mean_return: float, random_return: float | None, expert_ret
     return (mean_return - random_return) / (expert_return - random_return)
 
 
-def reference_returns(dataset: Any) -> dict[str, float | None]:
+def reference_returns(dataset: TrajectoryDataset) -> dict[str, float | None]:
     """The expert and random mean returns a dataset records (collected data), else what it implies."""
     collection = dataset.info.get("collection") or {}
     expert = collection.get("expert_mean_return")
@@ -291,7 +298,7 @@ def format_report(report: dict[str, Any]) -> str:
     return line
 
 
-def p_value_not_above(returns: Any, threshold: float) -> float:
+def p_value_not_above(returns: Sequence[float] | np.ndarray, threshold: float) -> float:
     """One-sided t-test p-value for "the true mean return is at most `threshold`".
 
     A small value is evidence the policy beats the bar; with identical returns (a deterministic

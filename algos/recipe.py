@@ -11,7 +11,9 @@ A recipe is one file a researcher can rerun:
     config: {...}                  # exactly the fields of ALGORITHMS[algo].Config
     eval: {episodes: 20, seed: 100000}
 
-Checked before anything trains, so a typo costs a second, not a training run.
+Checked before anything trains, so a typo costs a second, not a training run. A Config may
+list keys it renamed in `RENAMED` (old name -> new dotted name): an old key is then refused with
+its new name rather than as merely unknown.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -120,7 +122,7 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         if value is not None:
             raise DataError(f"{key}: expected null, got {value!r}")
         return None
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build_dataclass(hint, value, key)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -144,7 +146,11 @@ def build_dataclass(cls: type, data: Any, prefix: str = "") -> Any:
         raise DataError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("yaml", True)}
+    renamed: Mapping[str, str] = getattr(cls, "RENAMED", {})
     for key in data:
+        if key in renamed and key not in fields:
+            where_ = f"{prefix}." if prefix else ""
+            raise DataError(f"{where_}{key} was renamed to {where_}{renamed[key]}")
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise DataError(f"{prefix + '.' if prefix else ''}{key}: unknown key (known: {known})")
@@ -183,21 +189,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def parse_recipe(data: Any, *, base_dir: Path = Path("."), overrides: list[str] = ()) -> Recipe:
+def parse_recipe(data: Any, *, base_dir: Path = Path("."), overrides: Sequence[str] = ()) -> Recipe:
     """A loaded YAML mapping (plus `--set` overrides) -> `Recipe`; DataError names the bad key."""
-    from algos.base import algorithms
+    from algos.base import ALGORITHMS
 
     if not isinstance(data, Mapping):
         raise DataError("a recipe must be a YAML mapping")
     data = apply_overrides(dict(data), list(overrides))
-    registry = algorithms()
     algo = data.get("algo")
     if algo is None:
         raise DataError("algo: required key is missing")
-    if algo not in registry:
-        raise DataError(f"algo: unknown algorithm {algo!r} (known: {', '.join(sorted(registry))})")
+    if algo not in ALGORITHMS:
+        raise DataError(f"algo: unknown algorithm {algo!r} (known: {', '.join(sorted(ALGORITHMS.names()))})")
+    cls = ALGORITHMS[algo]
     top = dict(data)
-    config = build_dataclass(registry[algo].Config, top.pop("config", None), "config")
+    config = build_dataclass(cls.Config, top.pop("config", None), "config")
     hints = typing.get_type_hints(Recipe)
     known = {f.name for f in dataclasses.fields(Recipe) if f.metadata.get("yaml", True)}
     for key in top:
@@ -210,14 +216,14 @@ def parse_recipe(data: Any, *, base_dir: Path = Path("."), overrides: list[str] 
         else:
             kwargs[key] = coerce(value, hints[key], key)
     recipe = Recipe(**kwargs)
-    if registry[algo].needs_dataset and recipe.dataset is None:
+    if cls.needs_dataset and recipe.dataset is None:
         raise DataError(f"dataset: required for algo {algo}")
     if recipe.threads < 1:
         raise DataError("threads: must be at least 1")
     return recipe
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read and check a recipe file."""
     import yaml
 

@@ -142,3 +142,12 @@ class TransitionSampler:
     def __iter__(self) -> Iterator[Batch]:
         while True:
             yield self.sample()
+
+
+def run_positions(lengths: np.ndarray) -> np.ndarray:
+    """Index of every row within its run, for runs of `lengths` rows laid end to end.
+
+    With episode lengths it gives each transition's timestep; with lengths + 1, each observation's.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -6,75 +6,54 @@
       versions.json   python and library versions
       metrics.csv     step + every metric the algorithm logged (identical for the same recipe+seed)
       curve.png       the learning curves
+      algorithm.json  the algorithm's name, config, spaces, seed, env (`algos.base.load_algorithm`)
       policy/         the saved policy (`algos.policies.load_policy(run_dir)` rebuilds it)
+      ...             whatever else the algorithm saved (`_save_state`: reward net, KDE data)
       eval.json       final evaluation: mean/std return over N episodes, normalised score
 
-Everything is written into `<run>.tmp/` and renamed at the end, so a failed or interrupted
-run leaves no folder that looks finished.
+Everything is written through `ildata.fsutil.atomic_output` (a temporary sibling renamed at the
+end), so a failed or interrupted run leaves no folder that looks finished.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import platform
-import shutil
-import sys
 import time
 from collections.abc import Callable
-from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from algos.base import Algorithm, library_versions
+from algos.policies import Policy
 from algos.recipe import Recipe
 from ildata.episode import DataError
+from ildata.fsutil import atomic_output
+from ildata.store import TrajectoryDataset
 
 RUNS_DIR = Path("runs")
-VERSIONED = (
-    "ildata",
-    "numpy",
-    "torch",
-    "gymnasium",
-    "pyarrow",
-    "polars",
-    "stable-baselines3",
-    "d3rlpy",
-    "scikit-learn",
-    "seals",
-)
 
 
-def library_versions() -> dict[str, str | None]:
-    """Versions from installed metadata (no imports needed)."""
-    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
+@dataclass
 class Prepared:
     """Everything a run needs, checked before training starts."""
 
-    def __init__(self, recipe: Recipe, dataset: Any, env_id: str | None, algo: Any) -> None:
-        self.recipe = recipe
-        self.dataset = dataset
-        self.env_id = env_id
-        self.algo = algo
+    recipe: Recipe
+    dataset: TrajectoryDataset | None
+    env_id: str | None
+    algo: Algorithm
 
 
 def prepare(recipe: Recipe) -> Prepared:
     """Load the dataset, check the env against it and build the algorithm; DataError names the key."""
     import ildata
-    from algos.base import algorithms, seed_everything
+    from algos.base import ALGORITHMS, seed_everything
     from algos.policies import check_env_spaces
     from ildata.envs import env_spaces
 
     seed_everything(recipe.seed, recipe.threads)
-    cls = algorithms()[recipe.algo]
+    cls = ALGORITHMS[recipe.algo]
     dataset = None
     path = recipe.dataset_path()
     if path is not None:
@@ -95,6 +74,8 @@ def prepare(recipe: Recipe) -> Prepared:
             except DataError as exc:
                 raise DataError(str(exc) if str(exc).startswith("env:") else f"env: {exc}") from None
     else:
+        if env_id is None:
+            raise DataError(f"env: required for algo {recipe.algo}")
         try:
             observation_space, action_space = env_spaces(env_id)
         except DataError as exc:
@@ -150,7 +131,7 @@ def plot_curves(rows: list[tuple[int, dict[str, float]]], path: Path, title: str
     plt.close(fig)
 
 
-def final_evaluation(policy: Any, env_id: str, recipe: Recipe, references: dict[str, float | None]) -> dict[str, Any]:
+def final_evaluation(policy: Policy, env_id: str, recipe: Recipe, references: dict[str, float | None]) -> dict[str, Any]:
     """`recipe.eval.episodes` seeded rollouts, scored between the random and expert returns."""
     from algos.policies import evaluate, score_report
 
@@ -167,12 +148,7 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, echo: Callable[[str],
 
     prepared = prepare(recipe)  # every recipe error surfaces here, before any training
     run_dir = Path(out) if out is not None else default_run_dir(recipe)
-    if run_dir.exists() and not overwrite:
-        raise DataError(f"{run_dir} already exists (pass --overwrite or another --out)")
-    tmp = run_dir.with_name(run_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_output(run_dir, overwrite=overwrite) as tmp:
         (tmp / "config.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         (tmp / "versions.json").write_text(json.dumps(library_versions(), indent=2))
         references: dict[str, float | None] = {"expert_return": None, "random_return": None}
@@ -180,7 +156,7 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, echo: Callable[[str],
         if ds is not None:
             references = reference_returns(ds)
             dataset_info = {
-                "path": str(Path(ds.path).resolve()),
+                "path": str(Path(ds.path).resolve()) if ds.path is not None else None,
                 "fingerprint": ds.fingerprint,
                 "env_id": ds.env_id,
                 "episodes": len(ds),
@@ -208,11 +184,5 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, echo: Callable[[str],
             report["train_seconds"] = train_seconds
             (tmp / "eval.json").write_text(json.dumps(report, indent=2))
             echo(format_report(report))
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        os.replace(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     echo(f"run folder: {run_dir}")
     return run_dir

@@ -95,22 +95,22 @@ def hf_view(ds: ildata.TrajectoryDataset) -> Any:
     return datasets.Dataset(datasets.table.MemoryMappedTable(table, str(ds.path))).with_format("torch")
 
 
-def measure(ds: ildata.TrajectoryDataset, sampler: type[Timed], batch_size: int, n_steps: int) -> tuple[float, float]:
-    """(transitions/s, sampling share) of `n_steps` BC steps after a short warm-up."""
+def measure(ds: ildata.TrajectoryDataset, sampler: type[Timed], batch_size: int, n_gradient_steps: int) -> tuple[float, float]:
+    """(transitions/s, sampling share) of `n_gradient_steps` BC steps after a short warm-up."""
     seed_everything(0, threads=1)
 
     class Bench(BC):
         sampler_cls = sampler
 
-    cfg = BCConfig(batch_size=batch_size, n_steps=20, log_interval=20)
+    cfg = BCConfig(batch_size=batch_size, n_gradient_steps=20, log_interval=20)
     Bench(cfg, observation_space=ds.observation_space, action_space=ds.action_space).fit(ds)  # warm-up
-    cfg = BCConfig(batch_size=batch_size, n_steps=n_steps, log_interval=n_steps)
+    cfg = BCConfig(batch_size=batch_size, n_gradient_steps=n_gradient_steps, log_interval=n_gradient_steps)
     algo = Bench(cfg, observation_space=ds.observation_space, action_space=ds.action_space)
     Timed.seconds = 0.0
     started = time.perf_counter()
     algo.fit(ds)
     total = time.perf_counter() - started
-    return batch_size * n_steps / total, Timed.seconds / total
+    return batch_size * n_gradient_steps / total, Timed.seconds / total
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ildata.envs import env_spaces, make_env
 from ildata.episode import DataError, Episode, flatten_obs, unflatten_obs
+from ildata.stats import rollout_stats
 
 PolicyFn = Callable[[Any], np.ndarray]
 
@@ -84,7 +85,11 @@ def rollout(
     # comes from, and subprocess workers would fight the learner for the machine's few cores.
     num_envs = max(1, min(num_envs, episodes))
     wrapper = _episode_seeds_wrapper()
-    envs = SyncVectorEnv([lambda i=i: wrapper(make_env(env_id), first=seed + i, stride=num_envs) for i in range(num_envs)])
+
+    def env_fn(i: int) -> Callable[[], Any]:
+        return lambda: wrapper(make_env(env_id), first=seed + i, stride=num_envs)
+
+    envs = SyncVectorEnv([env_fn(i) for i in range(num_envs)])
     # Env i runs seeds seed+i, seed+i+num_envs, ...: it owes the episodes with seed < seed+episodes.
     owed = np.array([len(range(i, episodes, num_envs)) for i in range(num_envs)])
     done_by_seed: dict[int, Episode] = {}
@@ -100,6 +105,10 @@ def rollout(
             acts[i], rews[i] = [], []
             seeds[i] = int(info["episode_seed"][i])
 
+        obs: Any
+        reward: np.ndarray
+        terminated: np.ndarray
+        truncated: np.ndarray
         obs, info = envs.reset()
         for i in range(num_envs):
             start(i, flatten_obs(obs), info)
@@ -144,16 +153,21 @@ def _progress(total: int, env_id: str) -> Any:
 
 
 def returns_summary(episodes: list[Episode]) -> dict[str, float]:
-    """Mean/std/min/max return and mean length over episodes."""
-    returns = np.array([float(np.sum(ep.rews)) for ep in episodes])
+    """Mean/std/min/max return and mean length over episodes.
+
+    Computed by `ildata.stats.rollout_stats` (population std, ddof=0), so a dataset's recorded
+    expert std and `ildata inspect`'s return std are the same number.
+    """
+    returns = np.array([float(np.sum(ep.rews)) if ep.rews is not None else 0.0 for ep in episodes])
     lengths = np.array([len(ep) for ep in episodes])
+    stats = rollout_stats(lengths, returns)
     return {
-        "mean": float(returns.mean()),
-        "std": float(returns.std(ddof=1)) if len(returns) > 1 else 0.0,
-        "min": float(returns.min()),
-        "max": float(returns.max()),
-        "n": int(len(returns)),
-        "mean_length": float(lengths.mean()),
+        "mean": stats["return_mean"],
+        "std": stats["return_std"],
+        "min": stats["return_min"],
+        "max": stats["return_max"],
+        "n": int(stats["n_traj"]),
+        "mean_length": stats["len_mean"],
     }
 
 

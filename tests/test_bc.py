@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ildata
-from algos.base import algorithms, seed_everything
+from algos.base import ALGORITHMS, load_algorithm, seed_everything
 from algos.bc import BC, BCConfig
 from algos.policies import evaluate, load_policy, normalized_score, p_value_not_above, reference_returns
 from algos.sampler import TransitionSampler, obs_features
@@ -41,9 +41,8 @@ def make_dict_dataset(tmp_path: Path) -> ildata.TrajectoryDataset:
 
 
 def test_registry_has_bc_and_rl() -> None:
-    registry = algorithms()
-    assert registry["bc"] is BC and registry["bc"].Config is BCConfig
-    assert "rl" in registry
+    assert ALGORITHMS["bc"] is BC and ALGORITHMS["bc"].Config is BCConfig
+    assert "rl" in ALGORITHMS
 
 
 def test_sampler_gathers_exact_rows_and_covers_each_epoch() -> None:
@@ -75,7 +74,7 @@ def test_dict_features_concatenate_leaves_and_one_hot_discrete(tmp_path: Path) -
 
 def test_loss_is_neglogp_minus_entropy_plus_l2_as_in_imitation() -> None:
     ds = ildata.load(CARTPOLE)
-    cfg = BCConfig(n_steps=20, log_interval=20, ent_weight=0.3, l2_weight=0.01)
+    cfg = BCConfig(n_gradient_steps=20, log_interval=20, ent_weight=0.3, l2_weight=0.01)
     algo = BC(cfg, observation_space=ds.observation_space, action_space=ds.action_space, seed=0)
     m = algo.fit(ds)
     # l2_norm is logged before the step, the same tensors as the loss: the identity is exact per step,
@@ -87,7 +86,7 @@ def test_loss_is_neglogp_minus_entropy_plus_l2_as_in_imitation() -> None:
 def test_dict_observations_train_and_round_trip(tmp_path: Path) -> None:
     ds = make_dict_dataset(tmp_path)
     algo = BC(
-        BCConfig(n_steps=1000, batch_size=32, lr=3e-3, log_interval=1000, hidden=[32]),
+        BCConfig(n_gradient_steps=1000, batch_size=32, learning_rate=3e-3, log_interval=1000, hidden_sizes=[32]),
         observation_space=ds.observation_space,
         action_space=ds.action_space,
         seed=0,
@@ -112,7 +111,7 @@ def test_continuous_heads_fit_and_reload(tmp_path: Path, head: str) -> None:
         [ildata.Episode(obs=obs, acts=acts, rews=np.zeros(200))], tmp_path / "c", action_space=gym.spaces.Box(-1, 1, (2,), np.float32)
     )
     algo = BC(
-        BCConfig(head=head, n_steps=1500, batch_size=64, lr=3e-3, log_interval=500, ent_weight=0.0),
+        BCConfig(head=head, n_gradient_steps=1500, batch_size=64, learning_rate=3e-3, log_interval=500, ent_weight=0.0),
         observation_space=ds.observation_space,
         action_space=ds.action_space,
         seed=0,
@@ -137,7 +136,9 @@ def test_head_must_fit_action_space() -> None:
 def test_bc_cartpole_reaches_95_percent_of_expert() -> None:
     ds = ildata.load(CARTPOLE)
     expert = reference_returns(ds)["expert_return"]
-    algo = BC(BCConfig(n_steps=1500, log_interval=1500), observation_space=ds.observation_space, action_space=ds.action_space, seed=0)
+    algo = BC(
+        BCConfig(n_gradient_steps=1500, log_interval=1500), observation_space=ds.observation_space, action_space=ds.action_space, seed=0
+    )
     algo.fit(ds)
     result = evaluate(algo.policy, "CartPole-v1", 10, seed=200_000)
     assert p_value_not_above(result["returns"], 0.95 * expert) < 0.05, result
@@ -163,7 +164,7 @@ def test_bc_pendulum_reaches_0_9_normalised_score() -> None:
 def test_d3rlpy_backend_trains_saves_and_reloads(tmp_path: Path) -> None:
     ds = ildata.load(CARTPOLE)
     algo = BC(
-        BCConfig(backend="d3rlpy", n_steps=300, log_interval=100, batch_size=64),
+        BCConfig(backend="d3rlpy", n_gradient_steps=300, log_interval=100, batch_size=64),
         observation_space=ds.observation_space,
         action_space=ds.action_space,
         seed=0,
@@ -176,3 +177,6 @@ def test_d3rlpy_backend_trains_saves_and_reloads(tmp_path: Path) -> None:
     assert set(np.unique(actions)) <= {0, 1}
     algo.save(tmp_path / "run")
     np.testing.assert_array_equal(load_policy(tmp_path / "run")(obs), actions)
+    again = load_algorithm(tmp_path / "run")  # the whole algorithm, d3rlpy model included
+    assert again.config == algo.config
+    np.testing.assert_array_equal(again.policy(obs), actions)

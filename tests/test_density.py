@@ -13,9 +13,10 @@ from scipy.stats import permutation_test
 import ildata
 from algos.base import seed_everything
 from algos.density import DensityConfig, DensityReward, LearnedRewardWrapper, relabel
-from algos.mce_irl import run_positions
+from algos.learners import PPOConfig
 from algos.policies import evaluate, load_policy
 from algos.recipe import load_recipe
+from algos.sampler import run_positions
 from ildata.collect import rollout
 from ildata.episode import DataError, Episode, EpisodeBatch
 
@@ -126,11 +127,9 @@ def test_ppo_is_fed_the_density_reward(expert, tmp_path: Path) -> None:
         DensityConfig(
             features="state",
             max_samples=2000,
-            ppo_timesteps=512,
-            ppo_n_steps=256,
-            ppo_n_epochs=2,
-            ppo_normalize_reward=False,  # so that the buffer holds the raw learned reward
-            ppo_reward_margin=None,
+            # normalize_reward off, so that the buffer holds the raw learned reward
+            ppo=PPOConfig(total_timesteps=512, rollout_steps=256, n_epochs=2, normalize_reward=False),
+            reward_margin=None,
         ),
         observation_space=expert.observation_space,
         action_space=expert.action_space,
@@ -157,7 +156,7 @@ def test_ppo_is_fed_the_density_reward(expert, tmp_path: Path) -> None:
 def test_ppo_on_the_recipe_reward_beats_a_random_policy(expert) -> None:
     """The shipped recipe (fewer PPO steps) imitates: in seals/CartPole-v0 (500-step episodes,
     true reward 1 while the pole is up) its policy's true returns beat a random policy's."""
-    recipe = load_recipe(ROOT / "recipes" / "density-cartpole.yaml", ["config.ppo_timesteps=60000"])
+    recipe = load_recipe(ROOT / "recipes" / "density-cartpole.yaml", ["config.ppo.total_timesteps=60000"])
     seed_everything(recipe.seed, recipe.threads)  # as `ildata train` does: same numerics in any test order
     algo = DensityReward(recipe.config, observation_space=expert.observation_space, action_space=expert.action_space, seed=recipe.seed)
     algo.fit(expert, env_id=recipe.env)

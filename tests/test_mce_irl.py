@@ -13,20 +13,18 @@ from scipy.special import logsumexp
 
 import algos.envs  # noqa: F401  (registers ildata/ envs)
 from algos.envs.tabular import CliffWorldEnv, RandomMDPEnv
-from algos.mce_irl import (
-    MCEIRL,
-    MCEIRLConfig,
+from algos.mce_irl import MCEIRL, MCEIRLConfig, normalised_l1
+from algos.policies import load_policy
+from algos.tabular_mdp import (
     TabularOptimal,
     TabularOptimalConfig,
     demo_occupancy,
     expected_return,
     mce_occupancy_measures,
     mce_partition_fh,
-    normalised_l1,
     optimal_partition_fh,
     states_from_obs,
 )
-from algos.policies import load_policy
 from ildata.collect import rollout
 from ildata.episode import DataError, Episode, EpisodeBatch
 
@@ -189,7 +187,7 @@ def test_mce_irl_matches_occupancy_measure_and_recovers_reward_ordering() -> Non
     env_id = "ildata/RandomMDP-v0"
     model = gym.make(env_id).unwrapped
     _, target = mce_occupancy_measures(model)  # soft-optimal occupancy of the true reward
-    algo = MCEIRL(MCEIRLConfig(lr=0.1, max_iter=400), seed=0)
+    algo = MCEIRL(MCEIRLConfig(learning_rate=0.1, n_gradient_steps=400), seed=0)
     metrics = algo.fit(target, env_id=env_id)
     assert metrics["l1_normalised"] < 0.01
     # The true reward is linear in the features: the learned one correlates with it.
@@ -210,7 +208,7 @@ def test_mce_irl_on_gridworld_demonstrations(tmp_path: Path) -> None:
     ds = _gridworld_dataset()
     assert ds.env_id == "ildata/CliffWorld-v0"
     logged: list[tuple[int, dict[str, float]]] = []
-    algo = MCEIRL(MCEIRLConfig(lr=0.1, max_iter=300), seed=0)
+    algo = MCEIRL(MCEIRLConfig(learning_rate=0.1, n_gradient_steps=300), seed=0)
     metrics = algo.fit(ds, log=lambda step, m: logged.append((step, m)))
     model = algo.model
     batch = ds.to_batch()
@@ -250,7 +248,7 @@ def test_mce_irl_with_mlp_reward_on_feature_observations(tmp_path: Path) -> None
             rows.append(obs)
         episodes.append(Episode(obs=np.stack(rows), acts=np.array(acts), truncated=True))
     ds = ildata.save(EpisodeBatch.from_episodes(episodes), tmp_path / "xy", env_id=env_id)
-    algo = MCEIRL(MCEIRLConfig(hidden_sizes=[16], lr=0.02, max_iter=300, env_kwargs=kwargs), seed=0)
+    algo = MCEIRL(MCEIRLConfig(hidden_sizes=[16], learning_rate=0.02, n_gradient_steps=300, env_kwargs=kwargs), seed=0)
     metrics = algo.fit(ds)
     assert metrics["l1_normalised"] < 0.08
     assert metrics["expected_return"] > 0.8 * optimal

@@ -12,11 +12,12 @@ from support import EXPERT_ZIP
 import ildata
 from algos.policies import load_policy, p_value_not_above
 from algos.recipe import load_recipe
+from algos.train import run_recipe
 from ildata.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "bc-cartpole.yaml"
-RUN_FILES = {"config.yaml", "dataset.json", "versions.json", "metrics.csv", "curve.png", "policy", "eval.json"}
+RUN_FILES = {"config.yaml", "dataset.json", "versions.json", "metrics.csv", "curve.png", "algorithm.json", "policy", "eval.json"}
 
 
 @pytest.mark.slow
@@ -33,7 +34,7 @@ def test_main_command_trains_bc_cartpole_to_95_percent(tmp_path: Path, capsys) -
     ds = ildata.load(ROOT / "datasets" / "cartpole-expert")
     assert json.loads((out / "dataset.json").read_text())["fingerprint"] == ds.fingerprint
     resolved = yaml.safe_load((out / "config.yaml").read_text())
-    assert resolved["config"]["hidden"] == [32, 32] and resolved["config"]["ent_weight"] == 0.001
+    assert resolved["config"]["hidden_sizes"] == [32, 32] and resolved["config"]["ent_weight"] == 0.001
     assert load_recipe(out / "config.yaml").config == load_recipe(RECIPE).config
     with (out / "metrics.csv").open() as f:
         header = f.readline().strip().split(",")
@@ -55,7 +56,7 @@ def test_main_command_trains_bc_cartpole_to_95_percent(tmp_path: Path, capsys) -
 def test_same_recipe_and_seed_give_identical_metrics(tmp_path: Path) -> None:
     short = [
         "--set",
-        "config.n_steps=300",
+        "config.n_gradient_steps=300",
         "--set",
         "config.log_interval=50",
         "--set",
@@ -98,11 +99,13 @@ def write_recipe(tmp_path: Path, **changes) -> Path:
         ({"config__n_step": 10}, "config.n_step: unknown key"),
         ({"epochs": 3}, "epochs: unknown key"),
         ({"config__batch_size": "big"}, "config.batch_size: expected int"),
-        ({"config__lr": True}, "config.lr: expected float"),
-        ({"config__hidden": [32, "x"]}, "config.hidden[1]: expected int"),
+        ({"config__learning_rate": True}, "config.learning_rate: expected float"),
+        ({"config__hidden_sizes": [32, "x"]}, "config.hidden_sizes[1]: expected int"),
         ({"config__head": "gaussian"}, "config.head"),
         ({"config__backend": "jax"}, "config.backend: must be one of"),
-        ({"config__n_steps": 0}, "config.n_steps: must be at least 1"),
+        ({"config__n_gradient_steps": 0}, "config.n_gradient_steps: must be at least 1"),
+        ({"config__n_steps": 10}, "config.n_steps was renamed to config.n_gradient_steps"),
+        ({"config__normalize_obs": True}, "config.normalize_obs was renamed to config.standardise"),
         ({"eval__episodes": 2.5}, "eval.episodes: expected int"),
         ({"algo": "gail"}, "algo: unknown algorithm 'gail'"),
         ({"algo": None}, "algo: required key is missing"),
@@ -121,8 +124,8 @@ def test_bad_recipe_is_one_line_naming_the_key_before_training(tmp_path: Path, c
 
 
 def test_set_overrides_are_typed_and_checked(tmp_path: Path, capsys) -> None:
-    recipe = load_recipe(RECIPE, ["config.hidden=[64, 64]", "config.lr=3e-4", "eval.episodes=5"])
-    assert recipe.config.hidden == [64, 64] and recipe.config.lr == 3e-4 and recipe.eval.episodes == 5
+    recipe = load_recipe(RECIPE, ["config.hidden_sizes=[64, 64]", "config.learning_rate=3e-4", "eval.episodes=5"])
+    assert recipe.config.hidden_sizes == [64, 64] and recipe.config.learning_rate == 3e-4 and recipe.eval.episodes == 5
     assert main(["train", str(RECIPE), "--set", "config.hiden=[8]", "--out", str(tmp_path / "r")]) == 2
     assert "config.hiden: unknown key" in capsys.readouterr().err
 
@@ -154,7 +157,29 @@ def test_interrupted_run_leaves_no_run_folder(tmp_path: Path, monkeypatch) -> No
     def boom(*args, **kwargs):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(bc.BC, "save", boom)
-    with pytest.raises(RuntimeError):
-        main(["train", str(RECIPE), "--out", str(tmp_path / "run"), "--set", "config.n_steps=10", "--quiet"])
+    monkeypatch.setattr(bc.BC, "_save_state", boom)
+    recipe = load_recipe(RECIPE, ["config.n_gradient_steps=10", "eval.episodes=1"])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_recipe(recipe, out=tmp_path / "run", echo=lambda _: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_renamed_nested_key_names_its_new_place(tmp_path: Path, capsys) -> None:
+    density = ROOT / "recipes" / "density-cartpole.yaml"
+    assert main(["train", str(density), "--set", "config.ppo_n_steps=64", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("config.ppo_n_steps was renamed to config.ppo.rollout_steps"), err
+    assert main(["train", str(density), "--set", "config.ppo.n_steps=64", "--out", str(tmp_path / "r")]) == 2
+    assert "config.ppo.n_steps was renamed to config.ppo.rollout_steps" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_refused_with_the_shared_message(tmp_path: Path, capsys) -> None:
+    from ildata.fsutil import ALREADY_EXISTS
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep").write_text("mine")
+    assert main(["train", str(RECIPE), "--out", str(out), "--set", "config.n_gradient_steps=10", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ildata: error: {out}: {ALREADY_EXISTS}"]
+    assert [p.name for p in out.iterdir()] == ["keep"] and [p.name for p in tmp_path.iterdir()] == ["run"]

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     args.error_subject = args.policy
     policy = load_policy(args.policy, env_id=args.env_id, deterministic=not args.stochastic, seed=args.seed)
     args.error_subject = args.dst
-    provenance = {"deterministic": not args.stochastic}
+    provenance: dict[str, object] = {"deterministic": not args.stochastic}
     if Path(args.policy).exists():
         provenance["policy_sha256"] = sha256_path(Path(args.policy))
     ds = collect(

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.error_subject = args.policy
     run_dir = Path(args.policy)
-    references = {"expert_return": None, "random_return": None}
+    references: dict[str, float | None] = {"expert_return": None, "random_return": None}
     env_id = args.env_id
     if (run_dir / "dataset.json").exists():  # a run folder: its dataset's references and env
         recorded = json.loads((run_dir / "dataset.json").read_text())

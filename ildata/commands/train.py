@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a recipe key, e.g. --set config.n_steps=1000 (value parsed as YAML)",
+        help="override a recipe key, e.g. --set config.n_gradient_steps=1000 (value parsed as YAML)",
     )
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
