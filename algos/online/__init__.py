@@ -1,0 +1,13 @@
+"""The layer every online imitation algorithm (DAgger, GAIL, AIRL, preference comparisons) stands on.
+
+One module per responsibility, used in this order (innermost first)::
+
+    venv = make_vec_env(env_id, num_envs, seed=seed)        # vec_env: seeded episodes, step counter
+    venv = EpisodeRecorder(venv)                            # recorder: rollouts -> EpisodeBatch
+    venv = RewardVecEnvWrapper(venv, reward_net.reward_fn)  # reward_wrapper: learned reward
+    learner = make_learner(LearnerConfig(...), venv)        # learners: PPO / SAC / TRPO
+    learner.learn(n_env_steps)                              # never more than n env steps
+
+The recorder sits inside the reward wrapper so it records the env's true rewards.
+Modules import torch / stable-baselines3 at import time; `ildata/` never imports this package.
+"""

@@ -1,0 +1,258 @@
+"""RL learners behind one small interface, for every online imitation algorithm.
+
+    learner = make_learner(config, venv, seed=0, log=log)   # config: PPOConfig | SACConfig | TRPOConfig
+    learner.learn(n_env_steps)      # takes at most n env steps; returns how many it took
+    learner.policy(obs_batch)       # an `algos.policies.SB3Policy` (deterministic)
+    learner.save(directory); Learner.load(directory, venv)
+
+Configs are typed dataclasses a recipe's `learner:` mapping fits key for key
+(`learner: {algo: ppo, n_steps: 512, batch_size: 64, learning_rate: 3e-4}`), with SB3's own
+parameter names. Budget contract: SB3 rounds `learn(total_timesteps)` *up* to whole units (an
+on-policy rollout of `n_steps * n_envs` env steps; an off-policy collection of
+`train_freq * n_envs`), so `learn(n)` runs the largest whole number of units that fits in n
+(`plan(n)` says how many steps that is; a budget below one unit takes no step and warns).
+Persistence is a JSON config plus torch state dicts (`torch.load(weights_only=True)`): no
+pickle, unlike SB3 zips. The replay buffer is not saved.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter
+from stable_baselines3.common.vec_env import VecEnv
+
+from algos.base import LogFn, quiet_import
+from algos.online.vec_env import base_env, make_vec_env
+from algos.policies import SB3Policy
+from ildata.episode import DataError
+from ildata.fsutil import atomic_output
+from ildata.spaces import space_to_dict
+
+META_FILE = "learner.json"
+PARAMS_FILE = "parameters.pt"
+
+
+@dataclass
+class PPOConfig:
+    """stable_baselines3.PPO's arguments (same names); `net_arch` goes to `policy_kwargs`."""
+
+    algo: Literal["ppo"] = "ppo"
+    n_steps: int = 2048  # per env: a rollout is n_steps * n_envs env steps
+    batch_size: int = 64
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True
+    target_kl: float | None = None
+    net_arch: list[int] | None = None
+
+
+@dataclass
+class SACConfig:
+    """stable_baselines3.SAC's arguments (same names); `train_freq` counts vector steps."""
+
+    algo: Literal["sac"] = "sac"
+    learning_rate: float = 3e-4
+    buffer_size: int = 1_000_000
+    learning_starts: int = 100
+    batch_size: int = 256
+    tau: float = 0.005
+    gamma: float = 0.99
+    train_freq: int = 1
+    gradient_steps: int = 1
+    ent_coef: str | float = "auto"
+    target_update_interval: int = 1
+    net_arch: list[int] | None = None
+
+
+@dataclass
+class TRPOConfig:
+    """sb3_contrib.TRPO's arguments (same names); imitation's original GAIL learner."""
+
+    algo: Literal["trpo"] = "trpo"
+    n_steps: int = 2048
+    batch_size: int = 128
+    learning_rate: float = 1e-3  # the critic's
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    cg_max_steps: int = 15
+    cg_damping: float = 0.1
+    line_search_shrinking_factor: float = 0.8
+    line_search_max_iter: int = 10
+    n_critic_updates: int = 10
+    target_kl: float = 0.01
+    normalize_advantage: bool = True
+    net_arch: list[int] | None = None
+
+
+LearnerConfig = PPOConfig | SACConfig | TRPOConfig
+CONFIGS: dict[str, type[PPOConfig] | type[SACConfig] | type[TRPOConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "trpo": TRPOConfig}
+
+
+class _LogWriter(KVWriter):
+    """An SB3 logger output that hands every dump's numeric values to `log(step, metrics)`."""
+
+    def __init__(self, log: LogFn) -> None:
+        self.log = log
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        metrics = {k: float(v) for k, v in key_values.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+        if metrics:
+            self.log(int(step), metrics)
+
+    def close(self) -> None:
+        pass
+
+
+class LogForwarder(BaseCallback):
+    """SB3 callback: forward what SB3 logs (`rollout/ep_rew_mean`, `train/...`) to a `LogFn`.
+
+    SB3 builds a fresh logger on every `learn()` call, so the writer is added at each start;
+    what SB3 recorded after its last dump (PPO's last update, SAC's updates since the last
+    finished episode) is dumped when `learn()` ends, so every call reports its final metrics.
+    """
+
+    def __init__(self, log: LogFn) -> None:
+        super().__init__()
+        self.writer = _LogWriter(log)
+
+    def _on_training_start(self) -> None:
+        if self.writer not in self.model.logger.output_formats:
+            self.model.logger.output_formats.append(self.writer)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self.model.logger.dump(self.model.num_timesteps)
+
+
+class Learner:
+    """One SB3 (or sb3-contrib) model training in a `make_vec_env` stack."""
+
+    sb3_class: ClassVar[tuple[str, str]] = ("", "")  # (module, class)
+
+    def __init__(self, config: LearnerConfig, venv: VecEnv, *, seed: int = 0, log: LogFn | None = None) -> None:
+        self.config = config
+        self.venv = venv
+        self.seed = seed
+        self.log = log
+        kwargs = {k: v for k, v in asdict(config).items() if k not in ("algo", "net_arch")}
+        if config.net_arch is not None:
+            kwargs["policy_kwargs"] = {"net_arch": list(config.net_arch)}
+        module, name = self.sb3_class
+        policy = "MultiInputPolicy" if isinstance(venv.observation_space, gym.spaces.Dict) else "MlpPolicy"
+        self.model: BaseAlgorithm = getattr(quiet_import(module), name)(policy, venv, seed=seed, device="cpu", verbose=0, **kwargs)
+
+    @property
+    def unit(self) -> int:
+        """Env steps SB3 takes as one indivisible piece of `learn()`."""
+        per_env = self.config.n_steps if isinstance(self.config, (PPOConfig, TRPOConfig)) else self.config.train_freq
+        return per_env * self.venv.num_envs
+
+    def plan(self, n_env_steps: int) -> int:
+        """The env steps `learn(n_env_steps)` will take: the largest whole number of units <= n."""
+        return (max(n_env_steps, 0) // self.unit) * self.unit
+
+    def learn(self, n_env_steps: int) -> int:
+        """Train for at most `n_env_steps` env steps (see `plan`); return the steps taken."""
+        steps = self.plan(n_env_steps)
+        if steps == 0:
+            warnings.warn(
+                f"learn({n_env_steps}): budget below one unit of {self.unit} env steps "
+                f"({type(self.config).__name__}, {self.venv.num_envs} envs); no step taken",
+                stacklevel=2,
+            )
+            return 0
+        counter = base_env(self.venv)
+        before = counter.steps
+        callback = LogForwarder(self.log) if self.log is not None else None
+        self.model.learn(total_timesteps=steps, callback=callback, reset_num_timesteps=False, log_interval=1, progress_bar=False)
+        return counter.steps - before
+
+    @property
+    def policy(self) -> SB3Policy:
+        """The current policy as an obs -> action callable (deterministic actions)."""
+        return SB3Policy(self.model, deterministic=True)
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    # ---- persistence
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> None:
+        """`learner.json` (config, env, spaces, timesteps) and `parameters.pt` (policy and optimisers)."""
+        venv = base_env(self.venv)
+        meta = {
+            "config": asdict(self.config),
+            "seed": self.seed,
+            "env_id": venv.env_id,
+            "num_timesteps": self.num_timesteps,
+            "observation_space": space_to_dict(self.venv.observation_space),
+            "action_space": space_to_dict(self.venv.action_space),
+        }
+        with atomic_output(directory, overwrite=overwrite) as tmp:
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+            torch.save(self.model.get_parameters(), tmp / PARAMS_FILE)
+
+    @staticmethod
+    def load(directory: str | Path, venv: VecEnv | None = None, *, log: LogFn | None = None) -> Learner:
+        """Rebuild a saved learner in `venv` (default: one env of the saved env id)."""
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / META_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError) as exc:
+            raise DataError(f"{directory}: not a saved learner ({exc})") from None
+        config = learner_config(meta["config"])
+        if venv is None:
+            venv = make_vec_env(meta["env_id"], 1, seed=int(meta["seed"]))
+        learner = make_learner(config, venv, seed=int(meta["seed"]), log=log)
+        learner.model.set_parameters(torch.load(directory / PARAMS_FILE, weights_only=True), exact_match=True, device="cpu")
+        learner.model.num_timesteps = int(meta["num_timesteps"])
+        return learner
+
+
+class PPOLearner(Learner):
+    sb3_class = ("stable_baselines3", "PPO")
+
+
+class SACLearner(Learner):
+    sb3_class = ("stable_baselines3", "SAC")
+
+
+class TRPOLearner(Learner):
+    sb3_class = ("sb3_contrib", "TRPO")
+
+
+LEARNERS: dict[str, type[Learner]] = {"ppo": PPOLearner, "sac": SACLearner, "trpo": TRPOLearner}
+
+
+def learner_config(mapping: dict[str, Any]) -> LearnerConfig:
+    """A recipe's `learner:` mapping -> its config dataclass (strict: unknown keys are errors)."""
+    from algos.recipe import build_dataclass
+
+    algo = mapping.get("algo", "ppo")
+    if algo not in CONFIGS:
+        raise DataError(f"learner.algo: must be one of {', '.join(CONFIGS)}, got {algo!r}")
+    config: LearnerConfig = build_dataclass(CONFIGS[algo], dict(mapping), "learner")
+    return config
+
+
+def make_learner(config: LearnerConfig, venv: VecEnv, *, seed: int = 0, log: LogFn | None = None) -> Learner:
+    """The learner for `config.algo`, training in `venv` (a `make_vec_env` stack)."""
+    return LEARNERS[config.algo](config, venv, seed=seed, log=log)
