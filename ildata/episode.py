@@ -68,6 +68,7 @@ def normalise_dtype(name: str, array: np.ndarray) -> np.ndarray:
 MAX_INFO_DEPTH = 100
 MAX_INFO_ELEMENTS = 10_000_000
 _JSON_SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_JSON_SCALARS)  # exact types: a str or int subclass goes through `_plain`
 
 
 class InfoBudget:
@@ -113,23 +114,33 @@ def _plain(value: Any, budget: InfoBudget, depth: int, seen: dict[int, tuple[Any
         raise DataError(f"infos nested deeper than {MAX_INFO_DEPTH} levels")
     plain: Any
     size: int
+    # Scalar children (the bulk of any info) are taken inline and spent once per container.
     if isinstance(value, dict):
-        budget.spend(len(value) + 1)  # the container and its keys
-        size = len(value) + 1
         mapping: dict[str, Any] = {}
+        own = len(value) + 1  # the container and its keys
+        nested = 0  # already spent by the recursive calls
         for key, item in value.items():
-            mapping[str(key)], count = _plain(item, budget, depth + 1, seen)
-            size += count
-        plain = mapping
+            if type(item) in _SCALAR_TYPES:
+                mapping[str(key)] = item
+                own += 1
+            else:
+                mapping[str(key)], count = _plain(item, budget, depth + 1, seen)
+                nested += count
+        budget.spend(own)
+        plain, size = mapping, own + nested
     elif isinstance(value, (list, tuple)):
-        budget.spend(1)
-        size = 1
         items: list[Any] = []
+        own, nested = 1, 0
         for item in value:
-            converted, count = _plain(item, budget, depth + 1, seen)
-            items.append(converted)
-            size += count
-        plain = items
+            if type(item) in _SCALAR_TYPES:
+                items.append(item)
+                own += 1
+            else:
+                converted, count = _plain(item, budget, depth + 1, seen)
+                items.append(converted)
+                nested += count
+        budget.spend(own)
+        plain, size = items, own + nested
     elif value.dtype.hasobject:
         plain, size = _plain(value.tolist(), budget, depth, {})
     else:
