@@ -15,11 +15,13 @@ import torch
 from support import run_cli
 
 import ildata
+from algos.online.budget import BudgetExceeded, StepBudget
 from algos.online.learners import Learner, PPOConfig, SACConfig, TRPOConfig, learner_config, make_learner
 from algos.online.recorder import EpisodeRecorder
 from algos.online.reward_nets import RewardNet, RewardNetConfig, RunningNorm, ShapedRewardNet, load_reward_net
 from algos.online.reward_wrapper import RewardVecEnvWrapper
-from algos.online.vec_env import base_env, make_vec_env
+from algos.online.vec_env import PolicyRunner, base_env, make_vec_env
+from algos.policies import load_policy
 from ildata.collect import rollout
 from ildata.episode import DataError, Episode
 
@@ -76,6 +78,24 @@ def test_step_counter_counts_every_env_step() -> None:
         venv.step(np.zeros(3, dtype=np.int64))
     wrapped = RewardVecEnvWrapper(venv, lambda o, a, n, t: np.zeros(len(a)))
     assert base_env(wrapped).steps == 30
+
+
+def test_policy_runner_and_budget_use_the_step_counter() -> None:
+    venv = make_vec_env("CartPole-v1", 3, seed=0)
+    venv.reset()
+    venv.step(np.zeros(3, dtype=np.int64))  # steps before the budget starts are not charged
+    recorder = EpisodeRecorder(venv)
+    budget = StepBudget(recorder, 100)
+    runner = PolicyRunner(recorder)
+    assert runner.run(lean_policy, budget.allow(64)) == 63  # 21 vector steps of 3 envs
+    assert runner.run(lean_policy, budget.allow(64)) == 36  # what is left: 37, floored to 36
+    assert budget.used == venv.steps - 3 == 99 and budget.remaining == 1 and budget.allow(64) == 1
+    assert recorder.num_episodes > 0  # episodes continued across the two calls
+    batch = recorder.pop_batch()
+    assert batch is not None and batch.num_transitions <= 99
+    runner.run(lean_policy, 3)
+    with pytest.raises(BudgetExceeded):
+        budget.check()
 
 
 # ----------------------------------------------------------------------------- reward wrapper
@@ -198,6 +218,8 @@ def test_learner_budget_and_persistence(tmp_path: Path, env_id: str, num_envs: i
     obs = np.stack([venv.observation_space.sample() for _ in range(16)])
     np.testing.assert_array_equal(loaded.policy(obs), learner.policy(obs))
     np.testing.assert_array_equal(loaded.policy(obs[0]), learner.policy(obs)[0])  # one observation too
+    from_run_folder = load_policy(tmp_path / "learner", env_id=env_id)  # the `ildata eval` path
+    np.testing.assert_array_equal(from_run_folder(obs), learner.policy(obs))
 
 
 def test_learner_config_from_recipe_mapping() -> None:

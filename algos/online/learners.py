@@ -33,12 +33,13 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from algos.base import LogFn, quiet_import
 from algos.online.vec_env import base_env, make_vec_env
-from algos.policies import SB3Policy
+from algos.policies import POLICY_LOADERS, PolicyMeta, SB3Policy, write_policy_meta
 from ildata.episode import DataError
 from ildata.fsutil import atomic_output
 from ildata.spaces import space_to_dict
 
 META_FILE = "learner.json"
+POLICY_KIND = "sb3-learner"  # policy.json kind: `algos.policies.load_policy(learner_dir)` works
 PARAMS_FILE = "parameters.pt"
 
 
@@ -196,7 +197,8 @@ class Learner:
 
     # ---- persistence
     def save(self, directory: str | Path, *, overwrite: bool = False) -> None:
-        """`learner.json` (config, env, spaces, timesteps) and `parameters.pt` (policy and optimisers)."""
+        """`learner.json` (config, env, spaces, timesteps), `parameters.pt` (policy and optimisers)
+        and `policy.json`, so `algos.policies.load_policy(directory)` loads the policy."""
         venv = base_env(self.venv)
         meta = {
             "config": asdict(self.config),
@@ -209,6 +211,7 @@ class Learner:
         with atomic_output(directory, overwrite=overwrite) as tmp:
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
             torch.save(self.model.get_parameters(), tmp / PARAMS_FILE)
+            write_policy_meta(tmp, POLICY_KIND, self.venv.observation_space, self.venv.action_space, env_id=venv.env_id)
 
     @staticmethod
     def load(directory: str | Path, venv: VecEnv | None = None, *, log: LogFn | None = None) -> Learner:
@@ -256,3 +259,9 @@ def learner_config(mapping: dict[str, Any]) -> LearnerConfig:
 def make_learner(config: LearnerConfig, venv: VecEnv, *, seed: int = 0, log: LogFn | None = None) -> Learner:
     """The learner for `config.algo`, training in `venv` (a `make_vec_env` stack)."""
     return LEARNERS[config.algo](config, venv, seed=seed, log=log)
+
+
+@POLICY_LOADERS.register(POLICY_KIND)
+def load_learner_policy(policy_dir: Path, meta: PolicyMeta) -> SB3Policy:
+    """The deterministic policy of a learner folder `Learner.save` wrote."""
+    return Learner.load(policy_dir).policy

@@ -110,3 +110,24 @@ def base_env(venv: VecEnv) -> SeededVecEnv:
     if not isinstance(inner, SeededVecEnv):
         raise TypeError(f"expected a vec env built by make_vec_env, got {type(inner).__name__}")
     return inner
+
+
+class PolicyRunner:
+    """Steps a vec env with any `obs -> actions` callable (DAgger's mixture, an expert, BC).
+
+    The last observation is kept between calls, so episodes continue across rounds as an SB3
+    learner's do; wrap the env in an `EpisodeRecorder` to get the finished episodes.
+    """
+
+    def __init__(self, venv: VecEnv) -> None:
+        self.venv = venv
+        self.obs: Any = None
+
+    def run(self, policy: Callable[[Any], np.ndarray], n_env_steps: int) -> int:
+        """Take `n_env_steps // num_envs` vector steps (never more than `n_env_steps` env steps)."""
+        if self.obs is None:
+            self.obs = self.venv.reset()
+        vector_steps = max(n_env_steps, 0) // self.venv.num_envs
+        for _ in range(vector_steps):
+            self.obs, _, _, _ = self.venv.step(np.asarray(policy(self.obs)))
+        return vector_steps * self.venv.num_envs
