@@ -74,7 +74,10 @@ def feature_stats(array: np.ndarray) -> dict[str, Any]:
 
 
 def rollout_stats(lengths: np.ndarray, returns: np.ndarray | None) -> dict[str, float]:
-    """The keys of imitation's `rollout_stats`: n_traj, return_{min,mean,std,max}, len_{...}."""
+    """The keys of imitation's `rollout_stats`: n_traj, return_{min,mean,std,max}, len_{...}.
+
+    The one place episode return/length statistics are computed (stores, `ildata collect`, the
+    Hub card). std is the population std (ddof=0), as imitation's `rollout_stats` (np.std)."""
     out: dict[str, float] = {"n_traj": int(len(lengths))}
     series = {"len": np.asarray(lengths, dtype=np.float64)}
     if returns is not None:

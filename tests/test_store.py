@@ -265,3 +265,18 @@ def test_parquet_shards_load_everywhere(tmp_path):
     )
     assert len(hf) == parquet.num_transitions
     np.testing.assert_allclose(np.array(hf[0]["obs"], dtype=np.float32), episodes[0].obs[0])
+
+
+def test_info_json_round_trips_through_the_typed_info(tmp_path):
+    """`DatasetInfo` reads and writes meta/info.json without changing a key (extra_info kept)."""
+    from ildata.store import DatasetInfo, Provenance
+
+    ds = ildata.save(
+        _cartpole_like(2), tmp_path / "ds", provenance=Provenance(source_format="test", extra={"note": 1}), extra_info={"custom": [1, 2]}
+    )
+    raw = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    info = DatasetInfo.from_dict(raw)
+    assert info.to_dict() == raw == ds.info
+    assert list(info.to_dict()) == list(raw)  # same key order
+    assert info.provenance.source_format == "test" and info.provenance.extra == {"note": 1}
+    assert info.extra == {"custom": [1, 2]} and ds.meta.totals.transitions == ds.num_transitions

@@ -72,13 +72,13 @@ class Provenance:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        stamp = self if self.tool is not None and self.created is not None else self.stamped()
+        """As info.json records it (`tool`/`created` as stamped, or as read: never re-stamped)."""
         out: dict[str, Any] = {
             "source_path": self.source_path,
             "source_format": self.source_format,
             "source_sha256": self.source_sha256,
-            "tool": stamp.tool,
-            "created": stamp.created,
+            "tool": self.tool,
+            "created": self.created,
         }
         if self.extra:
             out.update(self.extra)
