@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -127,6 +127,34 @@ def _absorbing_space(space: Any) -> Any:
     if isinstance(space, spaces.Dict):
         return spaces.Dict({**space.spaces, "absorbing": flag})
     return spaces.Dict({"obs": space, "absorbing": flag})
+
+
+@overload
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    overwrite: bool = ...,
+    to: Literal["ildata", "parquet"] = ...,
+    env_id: str | None = ...,
+    fixed_horizon: str | None = ...,
+    horizon: int | None = ...,
+    stage: Stage = ...,
+) -> TrajectoryDataset: ...
+
+
+@overload
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    overwrite: bool = ...,
+    to: str,
+    env_id: str | None = ...,
+    fixed_horizon: str | None = ...,
+    horizon: int | None = ...,
+    stage: Stage = ...,
+) -> TrajectoryDataset | ExportResult: ...
 
 
 def convert(

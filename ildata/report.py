@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,8 @@ class _Input:
     terminated: np.ndarray
     truncated: np.ndarray
     termination_known: np.ndarray
-    observation_space: Any
-    action_space: Any
+    observation_space: dict[str, Any]  # spaces in their JSON layout (ildata.spaces): no gymnasium
+    action_space: dict[str, Any]
     env_id: str | None
     feature_stats: dict[str, Any] | None  # precomputed (store) or None
     spaces_inferred: bool
@@ -81,8 +82,8 @@ def _from_store(path: Path, env_id: str | None) -> _Input:
             terminated=ds.episode_column("terminated"),
             truncated=ds.episode_column("truncated"),
             termination_known=ds.episode_column("termination_known"),
-            observation_space=ds.observation_space,
-            action_space=ds.action_space,
+            observation_space=ds.info["observation_space"],
+            action_space=ds.info["action_space"],
             env_id=ds.env_id,
             feature_stats=stats.get("features"),
             spaces_inferred=bool(ds.info.get("spaces_inferred")),
@@ -94,14 +95,14 @@ def _from_store(path: Path, env_id: str | None) -> _Input:
     if env_id is not None:
         from ildata.conversion import check_env_fits
 
-        check_env_fits(env_id, tr.obs, tr.acts, recorded=(data.observation_space, data.action_space))
+        check_env_fits(env_id, tr.obs, tr.acts, recorded=(ds.observation_space, ds.action_space))
         data.env_id = env_id
     return data
 
 
 def _from_source(path: str | Path, env_id: str | None) -> _Input:
     from ildata.conversion import read
-    from ildata.spaces import infer_action_space, infer_obs_space
+    from ildata.spaces import infer_action_space, infer_obs_space, space_to_dict
     from ildata.store import split_obs
 
     source, path = read(path, env_id=env_id)
@@ -118,8 +119,8 @@ def _from_source(path: str | Path, env_id: str | None) -> _Input:
         terminated=batch.terminated,
         truncated=batch.truncated,
         termination_known=batch.termination_known,
-        observation_space=source.observation_space or infer_obs_space(batch.obs),
-        action_space=source.action_space or infer_action_space(batch.acts),
+        observation_space=space_to_dict(source.observation_space or infer_obs_space(batch.obs)),
+        action_space=space_to_dict(source.action_space or infer_action_space(batch.acts)),
         env_id=source.env_id,
         feature_stats=None,
         spaces_inferred=source.observation_space is None or source.action_space is None,
@@ -149,21 +150,62 @@ def _action_histogram(acts: np.ndarray) -> dict[str, int] | None:
     return {str(a): int(c) for a, c in zip(values.tolist(), counts.tolist())}
 
 
-def _out_of_space(values: np.ndarray, space: Any) -> int:
-    """Number of steps whose value lies outside a Discrete, MultiDiscrete or Box space."""
-    from gymnasium import spaces
+def space_repr(space: Mapping[str, Any]) -> str:
+    """gymnasium's `str(space)`, from the space's JSON layout: `inspect` of a store never imports
+    gymnasium (a tenth of its run time). Kept equal to gymnasium's by a test."""
+    kind = space["type"]
+    if kind == "Box":
+        low, high = _bounds(space)
+        return f"Box({_short_repr(low)}, {_short_repr(high)}, {tuple(space['shape'])}, {np.dtype(space['dtype'])})"
+    if kind == "Discrete":
+        start = int(space.get("start", 0))
+        return f"Discrete({int(space['n'])}{f', start={start}' if start else ''})"
+    if kind == "MultiDiscrete":
+        dtype = np.dtype(space.get("dtype", "int64"))
+        nvec = np.array(space["nvec"], dtype=dtype)
+        starts = np.broadcast_to(np.array(space.get("start", 0), dtype=dtype), nvec.shape)
+        return f"MultiDiscrete({nvec}{f', start={starts}' if starts.any() else ''})"
+    if kind == "MultiBinary":
+        n = space["n"]
+        return f"MultiBinary({n if isinstance(n, int) else tuple(n)})"
+    if kind == "Dict":
+        return "Dict(" + ", ".join(f"{k!r}: {space_repr(s)}" for k, s in space["subspaces"].items()) + ")"
+    if kind == "Tuple":
+        return "Tuple(" + ", ".join(space_repr(s) for s in space["subspaces"]) + ")"
+    return str(kind)
 
+
+def _short_repr(array: np.ndarray) -> str:
+    if array.size and array.min() == array.max():
+        return str(array.min())
+    return str(array)
+
+
+def _bounds(space: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A Box's (low, high) in its dtype; JSON writes infinities as strings, which float() reads."""
+    shape, dtype = tuple(space["shape"]), np.dtype(space["dtype"])
+
+    def bound(key: str) -> np.ndarray:
+        return np.array([float(v) for v in space[key]], dtype=np.float64).reshape(shape).astype(dtype)
+
+    return bound("low"), bound("high")
+
+
+def _out_of_space(values: np.ndarray, space: Mapping[str, Any]) -> int:
+    """Number of steps whose value lies outside a Discrete, MultiDiscrete or Box space."""
     rows = values.reshape(values.shape[0], -1)
+    kind = space["type"]
     bad: np.ndarray | np.bool_
-    if isinstance(space, spaces.Discrete):
-        bad = np.asarray((values < space.start) | (values >= space.start + space.n))
-    elif isinstance(space, spaces.MultiDiscrete):
-        start = np.asarray(space.start).reshape(1, -1)
-        bad = ((rows < start) | (rows >= start + space.nvec.reshape(1, -1))).any(axis=1)
-    elif isinstance(space, spaces.Box):
-        low = space.low.reshape(1, -1)
-        high = space.high.reshape(1, -1)
-        bad = ((rows < low) | (rows > high)).any(axis=1)
+    if kind == "Discrete":
+        start = int(space.get("start", 0))
+        bad = (values < start) | (values >= start + int(space["n"]))
+    elif kind == "MultiDiscrete":
+        nvec = np.asarray(space["nvec"])
+        starts = np.broadcast_to(np.asarray(space.get("start", 0)), nvec.shape).reshape(1, -1)
+        bad = ((rows < starts) | (rows >= starts + nvec.reshape(1, -1))).any(axis=1)
+    elif kind == "Box":
+        low, high = _bounds(space)
+        bad = ((rows < low.reshape(1, -1)) | (rows > high.reshape(1, -1))).any(axis=1)
     else:
         return 0
     return int(np.count_nonzero(bad))
@@ -186,7 +228,7 @@ def _problems(data: _Input) -> list[str]:
     if not data.spaces_inferred:
         bad = _out_of_space(data.acts, data.action_space)
         if bad:
-            problems.append(f"acts: {bad} steps outside the action space {data.action_space}")
+            problems.append(f"acts: {bad} steps outside the action space {space_repr(data.action_space)}")
         if set(data.obs) == {"obs"}:
             bad = _out_of_space(data.obs["obs"], data.observation_space)
             if bad:
@@ -223,8 +265,8 @@ def report(path: str | Path, *, env_id: str | None = None) -> dict[str, Any]:
         "env_id": data.env_id,
         "episodes": len(data.lengths),
         "transitions": int(data.acts.shape[0]),
-        "observation_space": str(data.observation_space),
-        "action_space": str(data.action_space),
+        "observation_space": space_repr(data.observation_space),
+        "action_space": space_repr(data.action_space),
         "spaces_inferred": data.spaces_inferred,
         "features": features,
         "disk_bytes": _disk_bytes(path),

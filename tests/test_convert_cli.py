@@ -188,3 +188,29 @@ def test_inspect_minari_spec_without_conversion(tmp_path, monkeypatch):
 
     result = report("minari:ildata/single-v0")
     assert result["format"].startswith("minari") and result["transitions"] == 458
+
+
+def test_inspect_shows_spaces_as_gymnasium_does():
+    """inspect describes a store's spaces from info.json without gymnasium, in gymnasium's words."""
+    from gymnasium.spaces import Box, Dict, Discrete, MultiBinary, MultiDiscrete, Tuple
+
+    from ildata.report import space_repr
+    from ildata.spaces import space_to_dict
+
+    inf = np.inf
+    made = [
+        Box(-1, 1, (3,), np.float32),
+        Box(np.array([-4.8, -inf], np.float32), np.array([4.8, inf], np.float32), dtype=np.float32),
+        Box(0, 255, (2, 4, 3), np.uint8),
+        Box(-inf, inf, (), np.float64),
+        Discrete(2),
+        Discrete(5, start=-2),
+        MultiDiscrete([3, 4]),
+        MultiDiscrete(np.array([[2, 3], [4, 5]]), start=np.array([[1, 1], [0, 0]])),
+        MultiBinary(4),
+        MultiBinary([2, 3]),
+        Dict({"pos": Box(-1, 1, (2,)), "flag": Discrete(2)}),
+        Tuple((Discrete(3), Box(0, 1, (1,)))),
+    ]
+    for space in made:
+        assert space_repr(space_to_dict(space)) == str(space)
