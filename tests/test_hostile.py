@@ -342,14 +342,14 @@ def test_deeply_nested_infos_are_one_line_errors(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- escapes
 
 
-def _point_state_json(folder: Path, filename: str) -> None:
+def _point_state_json(folder: Path, *filenames: str) -> None:
     state_file = folder / "state.json"
     state = json.loads(state_file.read_text())
-    state["_data_files"] = [{"filename": filename}]
+    state["_data_files"] = [{"filename": name} for name in filenames]
     state_file.write_text(json.dumps(state))
 
 
-@pytest.mark.parametrize("where", ["parent", "absolute", "symlink"])
+@pytest.mark.parametrize("where", ["parent", "absolute", "symlink", "unlisted-symlink"])
 def test_state_json_cannot_point_outside_the_dataset(tmp_path: Path, hf_dir: Path, where: str) -> None:
     import shutil
 
@@ -361,9 +361,12 @@ def test_state_json_cannot_point_outside_the_dataset(tmp_path: Path, hf_dir: Pat
         _point_state_json(src, "../outside.arrow")
     elif where == "absolute":
         _point_state_json(src, str(outside))
-    else:
+    elif where == "symlink":
         (src / "data-link.arrow").symlink_to(outside)
         _point_state_json(src, "data-link.arrow")
+    else:  # state.json lists no file: the shards are found by name, and may not lead out either
+        (src / "data-link.arrow").symlink_to(outside)
+        _point_state_json(src)
     with pytest.raises(DataError, match="outside the dataset folder"):
         read_source(src)
     if where == "parent":

@@ -48,7 +48,8 @@ def _arrow_files(path: Path) -> list[Path]:
             raise TypeError("a data file name is not a string")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError) as exc:
         raise DataError(f"not a datasets state file ({type(exc).__name__}: {exc})", subject=state_file) from None
-    files = [inside(path, name) for name in names] or sorted(path.glob("data-*.arrow"))
+    names = names or sorted(file.name for file in path.glob("data-*.arrow"))
+    files = [inside(path, name) for name in names]  # a symlinked shard may not lead out either
     return [require_regular_file(file) for file in files]
 
 
