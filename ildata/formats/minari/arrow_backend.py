@@ -25,7 +25,6 @@ from ildata.formats.minari.metadata import (
     check_episode_metadata,
     check_leaf,
     declared_int,
-    episode_metadata_file,
     is_image,
     leaf_shape,
     leaves,
@@ -49,21 +48,34 @@ def _natural(name: str) -> list[Any]:
 # --------------------------------------------------------------------------- reading
 
 
-def _episode_files(data: Path, fmt: str, n_episodes: int, meta_path: Path) -> list[list[Path]]:
-    """The part files of each episode, in row order. The episode folders are listed once and
-    checked against `total_episodes` before anything loops over that count."""
+def _checked(data: Path, relative: str, entry: os.DirEntry[str], *, folder: bool) -> Path:
+    """`data/relative` for an entry listed under a checked folder of `data`. A plain entry there
+    lies inside `data` by construction, so only symlinks pay for resolution (`inside`), and only
+    entries that are not plain files pay for the regular-file check."""
+    path = inside(data, relative) if entry.is_symlink() else data / relative
+    if not folder and not entry.is_file(follow_symlinks=False):
+        require_regular_file(path)
+    return path
+
+
+def _episode_files(data: Path, fmt: str, n_episodes: int, meta_path: Path) -> tuple[list[list[Path]], list[Path | None]]:
+    """Each episode's part files in row order, and its metadata.json (None when absent). The
+    episode folders are listed once and checked against `total_episodes` before anything loops
+    over that count."""
     with os.scandir(data) as entries:
-        found = np.array([int(e.name) for e in entries if _EPISODE_RE.fullmatch(e.name) and e.is_dir()], dtype=np.int64)
-    check_episode_ids(meta_path, n_episodes, found, "episode folder")
-    files = []
+        folders = {int(e.name): e for e in entries if _EPISODE_RE.fullmatch(e.name) and e.is_dir()}
+    check_episode_ids(meta_path, n_episodes, np.fromiter(folders, dtype=np.int64, count=len(folders)), "episode folder")
+    files, metas = [], []
     for i in range(n_episodes):
-        folder = inside(data, str(i))
+        folder = _checked(data, str(i), folders[i], folder=True)
         with os.scandir(folder) as entries:
-            parts = sorted((e.name for e in entries if e.name.endswith(f".{fmt}")), key=_natural)
+            listed = {e.name: e for e in entries if e.name == METADATA or e.name.endswith(f".{fmt}")}
+        parts = sorted((name for name in listed if name != METADATA), key=_natural)
         if not parts:
             raise DataError(f"episode folder has no .{fmt} file", subject=folder)
-        files.append([require_regular_file(inside(data, f"{i}/{name}")) for name in parts])
-    return files
+        files.append([_checked(data, f"{i}/{name}", listed[name], folder=False) for name in parts])
+        metas.append(_checked(data, f"{i}/{METADATA}", listed[METADATA], folder=False) if METADATA in listed else None)
+    return files, metas
 
 
 def _read_table(part: Path, fmt: str) -> pa.Table:
@@ -83,11 +95,10 @@ def _read_table(part: Path, fmt: str) -> pa.Table:
     return table
 
 
-def _episode_metadata(data: Path, n_episodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, total_steps, seeds) from each `data/<id>/metadata.json`, -1 where absent."""
-    values = np.full((3, n_episodes), -1, dtype=np.int64)
-    for i in range(n_episodes):
-        path = episode_metadata_file(data, i)
+def _episode_metadata(paths: list[Path | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, total_steps, seeds) from each episode's metadata.json, -1 where absent."""
+    values = np.full((3, len(paths)), -1, dtype=np.int64)
+    for i, path in enumerate(paths):
         if path is None:
             continue
         meta = load_json(path)
@@ -104,7 +115,7 @@ def read(data: Path, fmt: str, n_episodes: int, meta_path: Path, obs_space: gym.
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    files = _episode_files(data, fmt, n_episodes, meta_path)
+    files, metas = _episode_files(data, fmt, n_episodes, meta_path)
     flat = [part for parts in files for part in parts]
     # Files decode in parallel: pyarrow releases the GIL (parquet decoding dominates).
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -112,7 +123,7 @@ def read(data: Path, fmt: str, n_episodes: int, meta_path: Path, obs_space: gym.
     # Rows per episode (an episode may be split into several part files).
     owner = np.repeat(np.arange(n_episodes), [len(parts) for parts in files])
     rows = np.bincount(owner, weights=[t.num_rows for t in tables], minlength=n_episodes).astype(np.int64)
-    ids, steps, seeds = _episode_metadata(data, n_episodes)
+    ids, steps, seeds = _episode_metadata(metas)
     check_episode_metadata(lambda i: data / str(i) / METADATA, ids, steps, rows - 1)
     try:
         table = pa.concat_tables(tables)

@@ -21,7 +21,6 @@ from ildata.formats.minari.metadata import (
     check_episode_ids,
     check_episode_metadata,
     check_leaf,
-    declared_int,
     is_image,
     leaf_shape,
     leaves,
@@ -42,24 +41,47 @@ _MAX_INFO_DEPTH = 32
 
 def _refuse_links(h5: h5py.File, subject: Path) -> None:
     """Every link in the file must be a hard link: external links read other files, soft links
-    can dangle or loop. One pass over the links, no object is opened."""
-    import h5py
+    can dangle or loop. One low-level pass over the links; no object is opened."""
+    from h5py import h5l
 
-    def visit(name: str, link: object) -> None:
-        if not isinstance(link, h5py.HardLink):
-            kind = type(link).__name__
-            raise DataError(f"{name} is an HDF5 {kind}, which ildata does not follow", subject=subject)
+    kinds = {h5l.TYPE_SOFT: "soft link", h5l.TYPE_EXTERNAL: "external link"}
+    # A non-None return stops the walk and is returned (an exception raised there would be garbled).
+    found = h5.id.links.visit(lambda name, info: None if info.type == h5l.TYPE_HARD else (name, info.type), info=True)
+    if found is not None:
+        name, kind = found
+        raise DataError(
+            f"{name.decode(errors='replace')} is an HDF5 {kinds.get(kind, 'user-defined link')}, which ildata does not follow",
+            subject=subject,
+        )
 
-    h5.visititems_links(visit)
+
+def _int_attrs(group: h5py.Group, names: tuple[str, ...], subject: Path) -> list[int | None]:
+    """Integer attributes of an episode group (its minari metadata), None where absent, through
+    the low-level API: `group.attrs.get` costs more than reading the episode's arrays."""
+    from h5py import h5a
+
+    out: list[int | None] = []
+    for name in names:
+        key = name.encode()
+        if not h5a.exists(group.id, key):
+            out.append(None)
+            continue
+        attr = h5a.open(group.id, key)
+        if attr.shape not in ((), (1,)) or attr.dtype.kind not in "iu":
+            raise DataError(f"{group.name} attribute {name} is not an integer ({attr.dtype}, shape {attr.shape})", subject=subject)
+        value = np.empty(attr.shape, dtype=attr.dtype)
+        attr.read(value)
+        out.append(int(value.reshape(-1)[0]))
+    return out
 
 
-def _check_dataset(dataset: h5py.h5d.DatasetID, name: str, subject: Path) -> None:
+def _check_dataset(dataset: h5py.h5d.DatasetID, group: h5py.Group, path: str, subject: Path) -> None:
     """Refuse datasets whose values live in other files (external storage, virtual datasets)."""
     from h5py import h5d
 
     plist = dataset.get_create_plist()
     if plist.get_layout() == h5d.VIRTUAL or plist.get_external_count():
-        raise DataError(f"{name} is stored in other files (external or virtual dataset): refused", subject=subject)
+        raise DataError(f"{group.name}/{path} is stored in other files (external or virtual dataset): refused", subject=subject)
 
 
 def _read_dataset(group: h5py.Group, path: str, subject: Path) -> np.ndarray:
@@ -71,7 +93,7 @@ def _read_dataset(group: h5py.Group, path: str, subject: Path) -> np.ndarray:
         dataset = h5d.open(group.id, path.encode())
     except KeyError:
         raise DataError(f"{group.name} has no {path}", subject=subject) from None
-    _check_dataset(dataset, f"{group.name}/{path}", subject)
+    _check_dataset(dataset, group, path, subject)
     if dataset.dtype.hasobject or not dataset.shape:  # strings, JPEG bytes, scalars
         return np.asarray(group[path][()])
     out = np.empty(dataset.shape, dtype=dataset.dtype)
@@ -90,7 +112,8 @@ def _infos(group: h5py.Group, subject: Path, depth: int = 0) -> Columns:
         if isinstance(value, h5py.Group):
             out[key] = _infos(value, subject, depth + 1)
         else:
-            out[key] = _read_dataset(group, key, subject)
+            _check_dataset(value.id, group, key, subject)
+            out[key] = np.asarray(value[()])
     return out
 
 
@@ -133,10 +156,7 @@ def read(data: Path, n_episodes: int, meta_path: Path, obs_space: gym.Space, act
             if "infos" in group:
                 infos.append(_infos(group["infos"], file_path))
                 info_lengths[i] = nested_rows(infos[-1]) or 0
-            for row, key in enumerate(("id", "total_steps", "seed")):
-                value = declared_int(group.attrs, key, file_path)
-                if value is not None:
-                    attrs[row, i] = value
+            attrs[:, i] = [-1 if value is None else value for value in _int_attrs(group, ("id", "total_steps", "seed"), file_path)]
     if infos and len(infos) != n_episodes:
         raise DataError("some episodes have infos and others do not", subject=file_path)
     check_episode_metadata(lambda i: file_path, attrs[0], attrs[1], lengths)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ildata.episode import DataError
-from ildata.fsutil import inside, require_regular_file
+from ildata.fsutil import require_regular_file
 
 if TYPE_CHECKING:  # imported lazily at run time: the data layer never pays for them on import
     import gymnasium as gym
@@ -105,14 +105,6 @@ def data_dir(path: Path) -> Path | None:
 def sniff(path: Path) -> bool:
     """A folder holding minari's `metadata.json` (with a known `data_format`)."""
     return path.is_dir() and data_dir(path) is not None
-
-
-def episode_metadata_file(data: Path, episode: int) -> Path | None:
-    """`data/<episode>/metadata.json` when present (inside `data`, a regular file), else None."""
-    path = inside(data, f"{episode}/{METADATA}")
-    if not (path.is_symlink() or path.exists()):
-        return None
-    return require_regular_file(path)
 
 
 # --------------------------------------------------------------------------- checks
