@@ -76,6 +76,10 @@ def atomic_output(dst: str | Path, *, overwrite: bool = False, sources: tuple[Pa
         fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkdtemp/mkstemp create private (0700/0600) paths; a dataset gets the usual umask permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)
     try:
         yield tmp
         replace_path(tmp, dst)
