@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "push",
         help="upload a dataset to the Hugging Face Hub (resumable; rerun after a failure)",
         description=(
-            "Uploads PATH (an ildata store) to the dataset repository REPO_ID, creating it if needed, "
+            "Checks PATH (an ildata store) as `ildata verify` does, then uploads it to the dataset repository REPO_ID, creating it if needed, "
             "with a generated dataset card and the tag ildata-format-vN. The token comes from HF_TOKEN "
             "or `hf auth login`; HF_ENDPOINT selects another Hub. Files already on the Hub with the same "
             "content are skipped, so rerunning an interrupted push finishes it."
