@@ -4,6 +4,7 @@ source files (what others publish checksums in)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def sha256_path(path: Path) -> str:
         return sha256_file(path)
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode() + b"\0" + sha256_file(file).encode())
+        digest.update(os.fsencode(file.relative_to(path)) + b"\0" + sha256_file(file).encode())
     return digest.hexdigest()
 
 

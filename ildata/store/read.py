@@ -91,6 +91,8 @@ def decode_info(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text  # kept verbatim (e.g. a jsonpickle payload that was not plain JSON)
+    except RecursionError:
+        raise DataError("an info's JSON is nested too deeply to decode") from None
 
 
 @dataclass
