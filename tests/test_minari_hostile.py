@@ -166,7 +166,7 @@ def test_huge_total_episodes_fails_at_once(minari_root: Path, backend: str) -> N
     error = _refused(folder, "total_episodes is 10000000 but the data holds 3 episodes")
     assert "is missing" in str(error)
     _edit_json(folder / "data" / "metadata.json", total_episodes=2)
-    _refused(folder, "total_episodes is 2 but the data holds 3 episodes .* 2 is extra")
+    _refused(folder, r"total_episodes is 2 but the data holds 3 episodes \((episode folder |group episode_)2 is extra\)")
     _edit_json(folder / "data" / "metadata.json", total_episodes="3")
     _refused(folder, "total_episodes is '3', not an integer")
 
@@ -227,6 +227,16 @@ def test_invalid_and_deeply_nested_metadata_json(minari_root: Path, tmp_path: Pa
     assert _refused(folder, "nested too deeply|not valid JSON").subject == episode_meta
     episode_meta.write_text('{"id": 0, "total_steps": 3, "seed": "x"}')
     _refused(folder, "seed is 'x'")
+
+
+def test_metadata_json_outside_the_dataset_is_not_read(minari_root: Path, tmp_path: Path) -> None:
+    folder = _create(minari_root, "bad/meta-link-v0", "arrow")
+    meta = folder / "data" / "metadata.json"
+    elsewhere = tmp_path / "elsewhere.json"
+    shutil.move(meta, elsewhere)
+    meta.symlink_to(elsewhere)
+    assert minari_dir.sniff(folder)
+    _refused(folder, "metadata.json.*outside the dataset folder")
 
 
 def test_deeply_nested_space_is_refused(minari_root: Path) -> None:

@@ -25,6 +25,7 @@ from ildata.formats.minari.metadata import (
     check_episode_metadata,
     check_leaf,
     declared_int,
+    episode_numbers,
     is_image,
     leaf_shape,
     leaves,
@@ -36,8 +37,6 @@ from ildata.fsutil import inside, require_regular_file
 if TYPE_CHECKING:
     import gymnasium as gym
     import pyarrow as pa
-
-_EPISODE_RE = re.compile(r"0|[1-9][0-9]*")
 
 
 def _natural(name: str) -> list[Any]:
@@ -63,8 +62,10 @@ def _episode_files(data: Path, fmt: str, n_episodes: int, meta_path: Path) -> tu
     episode folders are listed once and checked against `total_episodes` before anything loops
     over that count."""
     with os.scandir(data) as entries:
-        folders = {int(e.name): e for e in entries if _EPISODE_RE.fullmatch(e.name) and e.is_dir()}
-    check_episode_ids(meta_path, n_episodes, np.fromiter(folders, dtype=np.int64, count=len(folders)), "episode folder")
+        listing = {e.name: e for e in entries if e.is_dir()}
+    numbers = episode_numbers(listing)
+    check_episode_ids(meta_path, n_episodes, numbers, "episode folder {}")
+    folders = {int(number): listing[str(number)] for number in numbers}
     files, metas = [], []
     for i in range(n_episodes):
         folder = _checked(data, str(i), folders[i], folder=True)

@@ -7,20 +7,20 @@ datasets (which would read other files) are refused.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ildata.episode import DataError
+from ildata.episode import INT64_MAX, DataError
 from ildata.formats.minari.metadata import (
     HDF5_FILE,
     check_action_space,
     check_episode_ids,
     check_episode_metadata,
     check_leaf,
+    episode_numbers,
     is_image,
     leaf_shape,
     leaves,
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     import gymnasium as gym
     import h5py
 
-_EPISODE_RE = re.compile(r"episode_(0|[1-9][0-9]*)")
 _MAX_INFO_DEPTH = 32
 
 
@@ -71,7 +70,10 @@ def _int_attrs(group: h5py.Group, names: tuple[str, ...], subject: Path) -> list
             raise DataError(f"{group.name} attribute {name} is not an integer ({attr.dtype}, shape {attr.shape})", subject=subject)
         value = np.empty(attr.shape, dtype=attr.dtype)
         attr.read(value)
-        out.append(int(value.reshape(-1)[0]))
+        number = int(value.reshape(-1)[0])
+        if number > INT64_MAX:
+            raise DataError(f"{group.name} attribute {name} is {number}, beyond int64", subject=subject)
+        out.append(number)
     return out
 
 
@@ -138,8 +140,7 @@ def read(data: Path, n_episodes: int, meta_path: Path, obs_space: gym.Space, act
         raise DataError(f"not a readable HDF5 file ({exc})", subject=file_path) from None
     with h5:
         _refuse_links(h5, file_path)
-        found = np.array([int(m[1]) for name in h5 if (m := _EPISODE_RE.fullmatch(name))], dtype=np.int64)
-        check_episode_ids(meta_path, n_episodes, found, "episode group episode_")
+        check_episode_ids(meta_path, n_episodes, episode_numbers(h5, "episode_"), "group episode_{}")
         # One h5py read per episode and array: the file stores episodes as separate groups.
         for i in range(n_episodes):
             group = h5[f"episode_{i}"]

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ildata.episode import DataError
-from ildata.fsutil import require_regular_file
+from ildata.episode import INT64_MAX, DataError
+from ildata.fsutil import inside, require_regular_file
 
 if TYPE_CHECKING:  # imported lazily at run time: the data layer never pays for them on import
     import gymnasium as gym
@@ -92,7 +92,7 @@ def data_dir(path: Path) -> Path | None:
         if not meta.is_file():  # regular files only: never open a FIFO to sniff it
             continue
         try:
-            content = load_json(meta)
+            content = load_json(inside(candidate, METADATA))
         except DataError:
             if strict:
                 continue
@@ -117,26 +117,32 @@ def check_equal(subject: Path, what: str, declared: int, actual: int, found: str
 
 
 def declared_int(meta: Mapping[str, Any], key: str, subject: Path, *, minimum: int = 0) -> int | None:
-    """An integer metadata field (JSON, or hdf5 attributes; None when absent), refused when of
-    another type or too small."""
+    """An integer metadata field (None when absent), refused when of another type or outside
+    [minimum, int64 max] (every count and id lands in an int64 array)."""
     value = meta.get(key)
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= INT64_MAX:
         raise DataError(f"{key} is {value!r}, not an integer >= {minimum}", subject=subject)
-    return int(value)
+    return value
+
+
+def episode_numbers(names: Iterable[str], prefix: str = "") -> np.ndarray:
+    """The episode ids among `names` (folder names `<id>`, hdf5 groups `episode_<id>`)."""
+    pattern = re.compile(re.escape(prefix) + r"(0|[1-9][0-9]{0,17})")  # fits an int64
+    return np.array([int(m[1]) for name in names if (m := pattern.fullmatch(name))], dtype=np.int64)
 
 
 def check_episode_ids(subject: Path, declared: int, found: np.ndarray, what: str) -> None:
     """The episodes on disk (`found`: ids listed from the folder or file) must be exactly
     0 .. `declared` - 1; checked before any loop runs over the declared count, so a metadata
-    count of 10**7 fails at once."""
+    count of 10**7 fails at once. `what` names one episode, e.g. "episode folder {}"."""
     ids = np.unique(found)
     if len(ids) == declared and (declared == 0 or ids[-1] == declared - 1):
         return
     gaps = np.flatnonzero(ids != np.arange(len(ids)))
     missing = int(gaps[0]) if len(gaps) else len(ids)
-    detail = f"{what} {missing} is missing" if missing < declared else f"{what} {int(ids[-1])} is extra"
+    detail = f"{what.format(missing)} is missing" if missing < declared else f"{what.format(int(ids[-1]))} is extra"
     raise DataError(f"total_episodes is {declared} but the data holds {len(ids)} episodes ({detail})", subject=subject)
 
 

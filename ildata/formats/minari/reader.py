@@ -29,6 +29,7 @@ from ildata.formats.minari.metadata import (
     load_json,
 )
 from ildata.formats.minari.rows import to_batch
+from ildata.fsutil import inside
 
 
 def read(path: Path) -> SourceRead:
@@ -36,7 +37,7 @@ def read(path: Path) -> SourceRead:
     data = data_dir(path)
     if data is None:
         raise DataError("not a Minari dataset (no data/metadata.json)")
-    meta_path = data / METADATA
+    meta_path = inside(data, METADATA)
     meta = load_json(meta_path)
     if not isinstance(meta, dict):
         raise DataError("not a JSON object", subject=meta_path)
