@@ -1,6 +1,6 @@
 """Env steps/s of seals/CartPole-v0 raw vs with a learned reward (the online layer's overhead).
 
-    python benchmarks/reward_wrapper_overhead.py            # 8 envs, best of 5 rounds of 5k vector steps
+    python benchmarks/reward_wrapper_overhead.py            # 8 envs, best of 20 rounds of 1k vector steps
 
 Variants, all on 8 `seals/CartPole-v0` envs in one SB3 `DummyVecEnv` with pre-drawn random actions:
   raw       - `algos.online.vec_env.make_vec_env` alone (Monitor per env, seeded episodes)
@@ -67,8 +67,8 @@ def measure(num_envs: int, vector_steps: int, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", type=int, default=8)
-    parser.add_argument("--vector-steps", type=int, default=5_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--vector-steps", type=int, default=1_000)
+    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = measure(args.envs, args.vector_steps, args.repeats)

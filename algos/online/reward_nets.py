@@ -15,6 +15,7 @@ reward wrapper calls) runs in eval mode without gradients.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,43 @@ class RunningNorm(nn.Module):
         return (x - self.mean) / torch.sqrt(self.var + self.eps)
 
 
-def _numpy_mlp(norm: list[np.ndarray], layers: list[np.ndarray], x: np.ndarray, eps: float) -> np.ndarray:
-    """`mlp(...)(RunningNorm(x))` in numpy: ReLU between (weight, bias) pairs, (B,) out."""
-    if norm:
-        x = (x - norm[0]) / np.sqrt(norm[1] + eps)
-    for i in range(0, len(layers) - 2, 2):
-        x = np.maximum(x @ layers[i].T + layers[i + 1], 0.0)
-    return (x @ layers[-2].T + layers[-1])[:, 0]
+def featurizer(space: gym.Space) -> Callable[[Any], np.ndarray]:
+    """A fast `obs_features(x, space)` for one space: the reward is computed on every env step,
+    where `obs_features`' general walk over (possibly nested) spaces cost as much as the MLP."""
+    if isinstance(space, gym.spaces.Box):
+        return lambda x: np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    if isinstance(space, gym.spaces.Discrete):
+        eye, start = np.eye(int(space.n), dtype=np.float32), int(space.start)
+        return lambda x: eye[np.asarray(x, dtype=np.int64).reshape(-1) - start]
+    return lambda x: obs_features(x, space)
+
+
+# One Linear as numpy (W transposed and contiguous, b); a normaliser before the first is folded in.
+NumpyLayers = list[tuple[np.ndarray, np.ndarray]]
+
+
+def compile_numpy(norm: nn.Module, net: nn.Sequential) -> NumpyLayers:
+    """`net(norm(x))` (Linear/ReLU layers, frozen normaliser) as numpy (W^T, b) pairs.
+
+    (x - mean) / std @ W^T + b == x @ (W^T / std[:, None]) + (b - mean @ (W^T / std[:, None])),
+    which saves the normalisation's four array operations on every call.
+    """
+    with torch.no_grad():
+        layers = [(m.weight.T.contiguous().numpy().copy(), m.bias.numpy().copy()) for m in net if isinstance(m, nn.Linear)]
+        if isinstance(norm, RunningNorm):
+            inv_std = (1.0 / torch.sqrt(norm.var + norm.eps)).numpy()
+            w, b = layers[0]
+            w = w * inv_std[:, None]
+            layers[0] = (w, b - norm.mean.numpy() @ w)
+    return layers
+
+
+def run_numpy(layers: NumpyLayers, x: np.ndarray) -> np.ndarray:
+    """(B,) outputs of compiled layers: ReLU between them, none after the last."""
+    for w, b in layers[:-1]:
+        x = np.maximum(x @ w + b, 0.0)
+    w, b = layers[-1]
+    return (x @ w + b)[:, 0]
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int = 1) -> nn.Sequential:
@@ -124,15 +155,19 @@ class RewardNet(nn.Module):
         in_dim = self.obs_dim * (int(cfg.use_state) + int(cfg.use_next_state)) + self.act_dim * int(cfg.use_action)
         self.norm: nn.Module = RunningNorm(in_dim) if cfg.normalize_input else nn.Identity()
         self.mlp = mlp(in_dim, cfg.hidden)
-        self._views: dict[str, list[np.ndarray]] | None = None
+        self._sources: list[torch.Tensor] | None = None  # what the numpy copy was built from
+        self._versions: list[int] = []
+        self._numpy: dict[str, NumpyLayers] | None = None
+        self._obs_features = featurizer(observation_space)
+        self._act_features = featurizer(action_space)
 
     # ---- numpy batches -> tensors
     def encode(self, obs: Obs, acts: np.ndarray, next_obs: Obs, terminated: np.ndarray) -> tuple[torch.Tensor, ...]:
         """Float tensors (state, action, next_state, terminated) from numpy batches."""
         return (
-            torch.from_numpy(np.ascontiguousarray(obs_features(obs, self.observation_space), dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(obs_features(np.asarray(acts), self.action_space), dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(obs_features(next_obs, self.observation_space), dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(self._obs_features(obs))),
+            torch.from_numpy(np.ascontiguousarray(self._act_features(acts))),
+            torch.from_numpy(np.ascontiguousarray(self._obs_features(next_obs))),
             torch.as_tensor(np.asarray(terminated), dtype=torch.float32).reshape(-1),
         )
 
@@ -149,14 +184,15 @@ class RewardNet(nn.Module):
     def predict(self, obs: Obs, acts: np.ndarray, next_obs: Obs, terminated: np.ndarray) -> np.ndarray:
         """The `RewardFn` for `RewardVecEnvWrapper`: eval mode (normaliser frozen), no gradients.
 
-        On CPU it runs the same layers in numpy on views of the live torch weights: torch's
-        per-op overhead on batches of a few envs made the reward cost more than the env step
-        (ONLINE-NOTES: imitation's stack is 4.6x slower than the raw env). Weights updated in
-        place (optimiser steps, `load_state_dict`) are seen at once; `test_online_layer` checks
-        both paths agree.
+        On CPU it runs the same layers in numpy (`compile_numpy`): torch's per-op overhead on
+        batches of a few envs made the reward cost as much as the env step (ONLINE-NOTES:
+        imitation's stack is 4.6x slower than the raw env). The numpy copy is rebuilt whenever a
+        weight or statistic changed in place (optimiser steps, `load_state_dict`, the
+        normaliser's updates: torch bumps each tensor's version counter); `test_online_layer`
+        checks both paths agree.
         """
-        views = self._numpy_views()
-        if views is None:  # weights off the CPU: the torch path
+        compiled = self._compiled()
+        if compiled is None:  # weights off the CPU: the torch path
             with torch.no_grad():
                 was_training = self.training
                 self.eval()
@@ -164,37 +200,36 @@ class RewardNet(nn.Module):
                     return self(*self.encode(obs, acts, next_obs, terminated)).cpu().numpy()
                 finally:
                     self.train(was_training)
-        state = obs_features(obs, self.observation_space)
-        action = obs_features(np.asarray(acts), self.action_space)
-        next_state = obs_features(next_obs, self.observation_space)
-        return self._numpy_forward(views, state, action, next_state, np.asarray(terminated, dtype=np.float32).reshape(-1))
+        state, next_state = self._obs_features(obs), self._obs_features(next_obs)
+        action = self._act_features(acts)
+        return self._numpy_forward(compiled, state, action, next_state, np.asarray(terminated, dtype=np.float32).reshape(-1))
 
     def _numpy_forward(
-        self, views: dict[str, list[np.ndarray]], state: np.ndarray, action: np.ndarray, next_state: np.ndarray, terminated: np.ndarray
+        self, compiled: dict[str, NumpyLayers], state: np.ndarray, action: np.ndarray, next_state: np.ndarray, terminated: np.ndarray
     ) -> np.ndarray:
         cfg = self.config
         parts = [x for x, used in ((state, cfg.use_state), (action, cfg.use_action), (next_state, cfg.use_next_state)) if used]
         x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        return _numpy_mlp(views["norm"], views["mlp"], x, self._eps(self.norm))
+        return run_numpy(compiled["reward"], x)
 
-    def _numpy_views(self) -> dict[str, list[np.ndarray]] | None:
-        """numpy views of (normaliser buffers, MLP weights) per part; None off the CPU."""
-        if self._views is None:
-            if any(p.device.type != "cpu" for p in self.parameters()):
+    def _numpy_parts(self) -> dict[str, tuple[nn.Module, nn.Sequential]]:
+        """Name -> (normaliser, MLP) of every network `predict` runs."""
+        return {"reward": (self.norm, self.mlp)}
+
+    def _compiled(self) -> dict[str, NumpyLayers] | None:
+        """The numpy layers, rebuilt when a source tensor changed; None off the CPU."""
+        if self._sources is None:
+            self._sources = list(self.parameters()) + list(self.buffers())
+        versions = [t._version for t in self._sources]
+        if self._numpy is None or versions != self._versions:
+            if any(t.device.type != "cpu" for t in self._sources):
                 return None
-            self._views = {name: [t.detach().numpy() for t in tensors] for name, tensors in self._view_tensors().items()}
-        return self._views
-
-    def _view_tensors(self) -> dict[str, list[torch.Tensor]]:
-        norm = [self.norm.mean, self.norm.var] if isinstance(self.norm, RunningNorm) else []
-        return {"norm": norm, "mlp": list(self.mlp.parameters())}
-
-    @staticmethod
-    def _eps(norm: nn.Module) -> float:
-        return norm.eps if isinstance(norm, RunningNorm) else 0.0
+            self._numpy = {name: compile_numpy(norm, net) for name, (norm, net) in self._numpy_parts().items()}
+            self._versions = versions
+        return self._numpy
 
     def _apply(self, fn: Any, recurse: bool = True) -> Any:
-        self._views = None  # `.to()`, `.double()`...: tensors may be replaced
+        self._sources, self._numpy = None, None  # `.to()`, `.double()`...: tensors may be replaced
         return super()._apply(fn, recurse)
 
     # ---- persistence: a JSON description plus a torch state dict (weights_only on load)
@@ -220,17 +255,15 @@ class ShapedRewardNet(RewardNet):
         self.potential_norm: nn.Module = RunningNorm(self.obs_dim) if self.config.normalize_input else nn.Identity()
         self.potential_mlp = mlp(self.obs_dim, self.config.potential_hidden)
 
-    def _view_tensors(self) -> dict[str, list[torch.Tensor]]:
-        norm = [self.potential_norm.mean, self.potential_norm.var] if isinstance(self.potential_norm, RunningNorm) else []
-        return {**super()._view_tensors(), "potential_norm": norm, "potential_mlp": list(self.potential_mlp.parameters())}
+    def _numpy_parts(self) -> dict[str, tuple[nn.Module, nn.Sequential]]:
+        return {**super()._numpy_parts(), "potential": (self.potential_norm, self.potential_mlp)}
 
     def _numpy_forward(
-        self, views: dict[str, list[np.ndarray]], state: np.ndarray, action: np.ndarray, next_state: np.ndarray, terminated: np.ndarray
+        self, compiled: dict[str, NumpyLayers], state: np.ndarray, action: np.ndarray, next_state: np.ndarray, terminated: np.ndarray
     ) -> np.ndarray:
-        eps = self._eps(self.potential_norm)
-        h = _numpy_mlp(views["potential_norm"], views["potential_mlp"], state, eps)
-        h_next = _numpy_mlp(views["potential_norm"], views["potential_mlp"], next_state, eps) * (1.0 - terminated)
-        return super()._numpy_forward(views, state, action, next_state, terminated) + self.config.gamma * h_next - h
+        h = run_numpy(compiled["potential"], state)
+        h_next = run_numpy(compiled["potential"], next_state) * (1.0 - terminated)
+        return super()._numpy_forward(compiled, state, action, next_state, terminated) + self.config.gamma * h_next - h
 
     def potential(self, state: torch.Tensor) -> torch.Tensor:
         return self.potential_mlp(self.potential_norm(state)).squeeze(-1)
