@@ -149,6 +149,22 @@ def test_reward_wrapper(env_id: str, steps: int, expect_terminated: bool) -> Non
     assert finished >= 2
 
 
+def test_reward_wrapper_passes_timesteps_when_asked() -> None:
+    seen: list[np.ndarray] = []
+
+    def reward(obs: Any, acts: np.ndarray, next_obs: Any, terminated: np.ndarray, *, t: np.ndarray) -> np.ndarray:
+        seen.append(t)
+        return np.zeros(len(acts))
+
+    wrapped = RewardVecEnvWrapper(make_vec_env("CartPole-v1", 2, seed=0), reward, timesteps=True)
+    wrapped.reset()
+    lengths = np.zeros(2, dtype=np.int64)
+    for _ in range(60):
+        _, _, done, _ = wrapped.step(np.zeros(2, dtype=np.int64))  # always left: falls in ~10 steps
+        np.testing.assert_array_equal(seen[-1], lengths)
+        lengths = np.where(done, 0, lengths + 1)
+
+
 # ----------------------------------------------------------------------------- recorder
 
 

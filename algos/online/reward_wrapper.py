@@ -65,16 +65,21 @@ class RewardVecEnvWrapper(VecEnvWrapper):
 
     `reward_fn` takes numpy batches (leading axis `num_envs`) and returns `num_envs` rewards;
     it can be swapped between rounds (`wrapper.reward_fn = new_fn`) without rebuilding the stack.
+    `timesteps=True` also passes `t=` (each transition's step index in its episode), for
+    per-timestep rewards such as density's non-stationary KDEs.
     """
 
-    def __init__(self, venv: VecEnv, reward_fn: RewardFn) -> None:
+    def __init__(self, venv: VecEnv, reward_fn: RewardFn | Callable[..., np.ndarray], *, timesteps: bool = False) -> None:
         super().__init__(venv)
-        self.reward_fn = reward_fn
+        self.reward_fn: Callable[..., np.ndarray] = reward_fn
+        self.timesteps = timesteps
+        self._t = np.zeros(self.num_envs, dtype=np.int64)
         self._obs: Obs | None = None
         self._acts: np.ndarray | None = None
 
     def reset(self) -> Any:
         self._obs = self.venv.reset()  # type: ignore[assignment]  # SB3's VecEnvObs is Obs
+        self._t[:] = 0
         return self._obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -87,7 +92,14 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         obs: Obs
         obs, env_rewards, dones, infos = self.venv.step_wait()  # type: ignore[assignment]
         next_obs = final_observations(obs, dones, infos)
-        rewards = np.asarray(self.reward_fn(self._obs, self._acts, next_obs, terminations(dones, infos)), dtype=np.float32)
+        terminated = terminations(dones, infos)
+        if self.timesteps:
+            raw = self.reward_fn(self._obs, self._acts, next_obs, terminated, t=self._t.copy())
+            self._t += 1
+            self._t[dones] = 0
+        else:
+            raw = self.reward_fn(self._obs, self._acts, next_obs, terminated)
+        rewards = np.asarray(raw, dtype=np.float32)
         if rewards.shape != (self.num_envs,):
             raise ValueError(f"reward_fn returned shape {rewards.shape} for {self.num_envs} envs")
         for info, env_reward in zip(infos, env_rewards.tolist(), strict=True):

@@ -116,7 +116,9 @@ class PolicyRunner:
     """Steps a vec env with any `obs -> actions` callable (DAgger's mixture, an expert, BC).
 
     The last observation is kept between calls, so episodes continue across rounds as an SB3
-    learner's do; wrap the env in an `EpisodeRecorder` to get the finished episodes.
+    learner's do; wrap the env in an `EpisodeRecorder` to get the finished episodes. An SB3
+    learner keeps its own last observation: a vec env shared by both must be `reset()` (and
+    the runner's `obs` set to None) when control passes from one to the other.
     """
 
     def __init__(self, venv: VecEnv) -> None:
