@@ -232,6 +232,8 @@ def test_learner_budget_and_persistence(tmp_path: Path, env_id: str, num_envs: i
     loaded = Learner.load(tmp_path / "learner")
     assert type(loaded) is type(learner) and loaded.config == learner.config
     assert loaded.num_timesteps == learner.num_timesteps
+    for name, tensor in learner._variables().items():  # SAC's learned entropy coefficient too
+        torch.testing.assert_close(loaded._variables()[name], tensor)
     obs = np.stack([venv.observation_space.sample() for _ in range(16)])
     np.testing.assert_array_equal(loaded.policy(obs), learner.policy(obs))
     np.testing.assert_allclose(loaded.policy(obs[0]), learner.policy(obs)[0], rtol=1e-5)  # one observation too

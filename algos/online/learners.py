@@ -196,6 +196,11 @@ class Learner:
         return int(self.model.num_timesteps)
 
     # ---- persistence
+    def _variables(self) -> dict[str, torch.Tensor]:
+        """Tensors SB3 saves beside the state dicts (SAC's `log_ent_coef`), by attribute name."""
+        _, names = self.model._get_torch_save_params()
+        return {name: getattr(self.model, name) for name in names}
+
     def save(self, directory: str | Path, *, overwrite: bool = False) -> None:
         """`learner.json` (config, env, spaces, timesteps), `parameters.pt` (policy and optimisers)
         and `policy.json`, so `algos.policies.load_policy(directory)` loads the policy."""
@@ -210,7 +215,7 @@ class Learner:
         }
         with atomic_output(directory, overwrite=overwrite) as tmp:
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-            torch.save(self.model.get_parameters(), tmp / PARAMS_FILE)
+            torch.save({"state_dicts": self.model.get_parameters(), "variables": self._variables()}, tmp / PARAMS_FILE)
             write_policy_meta(tmp, POLICY_KIND, self.venv.observation_space, self.venv.action_space, env_id=venv.env_id)
 
     @staticmethod
@@ -225,7 +230,11 @@ class Learner:
         if venv is None:
             venv = make_vec_env(meta["env_id"], 1, seed=int(meta["seed"]))
         learner = make_learner(config, venv, seed=int(meta["seed"]), log=log)
-        learner.model.set_parameters(torch.load(directory / PARAMS_FILE, weights_only=True), exact_match=True, device="cpu")
+        saved = torch.load(directory / PARAMS_FILE, weights_only=True)
+        learner.model.set_parameters(saved["state_dicts"], exact_match=True, device="cpu")
+        with torch.no_grad():
+            for name, tensor in learner._variables().items():  # SAC's entropy coefficient
+                tensor.copy_(saved["variables"][name])
         learner.model.num_timesteps = int(meta["num_timesteps"])
         return learner
 
