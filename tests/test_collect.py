@@ -140,7 +140,15 @@ def test_collect_python_api_random_policy(tmp_path: Path) -> None:
     ds = collect(RandomPolicy(action_space, seed=0), "Pendulum-v1", 2, str(tmp_path / "p"), random_episodes=2)
     t = ds.transitions()
     assert t.acts.shape == (400, 1) and t.dones.sum() == 2 and not t.terminated.any()
-    assert json.loads((tmp_path / "p" / "meta" / "info.json").read_text())["collection"]["episodes"] == 2
+    collection = json.loads((tmp_path / "p" / "meta" / "info.json").read_text())["collection"]
+    assert collection["episodes"] == 2
+    # The recorded std is the population std `ildata inspect` shows (ildata.stats.rollout_stats).
+    from ildata.stats import rollout_stats
+
+    returns = np.asarray(ds.returns)
+    assert returns[0] != returns[1]
+    assert collection["expert_std_return"] == pytest.approx(float(np.std(returns)), rel=1e-12)
+    assert collection["expert_std_return"] == pytest.approx(rollout_stats(ds.lengths, returns)["return_std"], rel=1e-12)
 
 
 @pytest.mark.parametrize(
