@@ -42,7 +42,6 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "write": ("episode_ordinals", "infos_to_json", "save", "split_obs", "to_arrow", "write_dataset"),
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
-_ALIASES = {"_split_obs": "split_obs"}  # old private name, still imported by ildata/report.py
 
 if TYPE_CHECKING:
     from ildata.store.fingerprint import compute_fingerprint, mismatched_files, sha256_file, sha256_path, xxh3_file
@@ -66,49 +65,13 @@ if TYPE_CHECKING:
     from ildata.store.verify import verify_store
     from ildata.store.write import episode_ordinals, infos_to_json, save, split_obs, to_arrow, write_dataset
 
-    _split_obs = split_obs
-
 
 def __getattr__(name: str) -> Any:
-    target = _ALIASES.get(name, name)
-    if target in _EXPORTS:
-        value = getattr(importlib.import_module(f"ildata.store.{_EXPORTS[target]}"), target)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"ildata.store.{_EXPORTS[name]}"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'ildata.store' has no attribute {name!r}")
 
 
-__all__ = [
-    "DATA_DIR",
-    "DATA_FORMATS",
-    "EPISODES_FILE",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "INFO_FILE",
-    "SHARD_BYTES",
-    "STATS_FILE",
-    "DatasetInfo",
-    "Feature",
-    "Provenance",
-    "Totals",
-    "TrajectoryDataset",
-    "Transitions",
-    "compute_fingerprint",
-    "content_files",
-    "decode_info",
-    "episode_ordinals",
-    "infos_to_json",
-    "is_store",
-    "load",
-    "mismatched_files",
-    "read_info",
-    "save",
-    "sha256_file",
-    "sha256_path",
-    "split_obs",
-    "to_arrow",
-    "to_numpy",
-    "verify_store",
-    "write_dataset",
-    "xxh3_file",
-]
+__all__ = sorted(_EXPORTS)
