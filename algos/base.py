@@ -43,6 +43,7 @@ ALGORITHM_MODULES: tuple[str, ...] = (
     "algos.density",
     "algos.tabular_mdp",
     "algos.mce_irl",
+    "algos.dagger",
 )
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", ALGORITHM_MODULES)
@@ -149,9 +150,22 @@ class Algorithm:
         self.policy: Policy | None = None
         self.reward: RewardFn | None = None
 
+    # True for algorithms that save every finished round under `checkpoint_dir` and continue from
+    # the last one when `fit` finds it there (`ildata train RECIPE --resume RUN`).
+    resumable: ClassVar[bool] = False
+    checkpoint_dir: Path | None = None
+
     def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
         """Train; call `log(step, metrics)` along the way; return the final metrics."""
         raise NotImplementedError
+
+    def check_inputs(self, dataset: TrajectoryDataset | None, env_id: str | None) -> None:
+        """Load and check what the config names (experts, extra data) before any training starts;
+        a DataError names the recipe key. Most algorithms need nothing beyond their constructor."""
+
+    def reference_returns(self, env_id: str, episodes: int, seed: int) -> dict[str, float | None]:
+        """Expert and random mean returns to score against when the recipe has no dataset."""
+        return {"expert_return": None, "random_return": None}
 
     # ------------------------------------------------------------------------- persistence
 

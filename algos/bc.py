@@ -209,6 +209,7 @@ class BC(Algorithm):
         torch.manual_seed(seed)  # the initial weights depend only on the seed
         self.net = PolicyNet(self.in_dim, list(config.hidden_sizes), config.activation, self.head, self.out_dim)
         self.policy = MLPPolicy(self.net, observation_space, action_space, seed=seed)
+        self.optimizer: torch.optim.Optimizer | None = None  # created by the first `train_steps`
         self._d3rlpy: Any = None
 
     def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
@@ -224,12 +225,26 @@ class BC(Algorithm):
             self.net.obs_mean.copy_(torch.from_numpy(mean))
             self.net.obs_std.copy_(torch.from_numpy(std))
         sampler = self.sampler_cls(transitions, self.observation_space, self.action_space, cfg.batch_size, self.seed)
-        optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=cfg.learning_rate)
+        return self.train_steps(sampler, cfg.n_gradient_steps, env_id=env_id, log=log)
+
+    def train_steps(
+        self, sampler: TransitionSampler, n_steps: int, *, env_id: str | None = None, log: LogFn | None = None, first_step: int = 1
+    ) -> dict[str, float]:
+        """`n_steps` gradient steps on `sampler`'s batches, logged as steps `first_step`, ...
+
+        The optimizer persists between calls, so DAgger trains the same BC incrementally round
+        after round (its state is saved with `optimizer_state`).
+        """
+        cfg = self.config
+        if self.optimizer is None:
+            self.optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=cfg.learning_rate)
+        optimizer = self.optimizer
         sums: dict[str, float] = {}
         count = 0
         metrics: dict[str, float] = {}
         self.net.train()
-        for step in range(1, cfg.n_gradient_steps + 1):
+        last = first_step + n_steps - 1
+        for step in range(first_step, last + 1):
             batch = sampler.sample()
             dist = self.net.distribution(batch.obs)
             log_prob = dist.log_prob(batch.acts)
@@ -252,10 +267,10 @@ class BC(Algorithm):
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
-            if step % cfg.log_interval == 0 or step == cfg.n_gradient_steps:
+            if step % cfg.log_interval == 0 or step == last:
                 metrics = {"epoch": float(sampler.epoch), **{k: v / count for k, v in sums.items()}}
                 sums, count = {}, 0
-                if env_id and cfg.rollout_interval and (step % cfg.rollout_interval == 0 or step == cfg.n_gradient_steps):
+                if env_id and cfg.rollout_interval and (step % cfg.rollout_interval == 0 or step == last):
                     metrics.update(self._rollout_metrics(env_id))
                 if log is not None:
                     log(step, metrics)

@@ -170,6 +170,29 @@ def build_dataclass(cls: type, data: Any, prefix: str = "") -> Any:
         raise DataError(f"{prefix + '.' if prefix else ''}{exc}") from None
 
 
+def resolve_paths(config: Any, base_dir: Path) -> None:
+    """Make a config's relative paths relative to the recipe file, as `dataset:` is.
+
+    A field marked `metadata={"path": True}` is always a path; `{"path": "if-exists"}` may also
+    be a name (an expert's `expert:NAME`) and is resolved only when the file or folder exists.
+    Nested configs are walked too.
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            resolve_paths(value, base_dir)
+            continue
+        kind = f.metadata.get("path")
+        if not kind or not isinstance(value, str):
+            continue
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            continue
+        resolved = (base_dir / path).resolve()
+        if kind is True or resolved.exists():
+            setattr(config, f.name, str(resolved))
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """`--set a.b=value`: value parsed as YAML (so `3`, `1e-3`, `[64, 64]`, `true` get types)."""
     import yaml
@@ -216,6 +239,7 @@ def parse_recipe(data: Any, *, base_dir: Path = Path("."), overrides: Sequence[s
         else:
             kwargs[key] = coerce(value, hints[key], key)
     recipe = Recipe(**kwargs)
+    resolve_paths(recipe.config, base_dir)
     if cls.needs_dataset and recipe.dataset is None:
         raise DataError(f"dataset: required for algo {algo}")
     if recipe.threads < 1:

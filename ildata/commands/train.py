@@ -24,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue an interrupted run of the same recipe from its last finished round (algorithms that train in rounds: dagger)",
+    )
     p.set_defaults(func=run)
 
 
@@ -32,8 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from algos.train import run_recipe
 
     args.error_subject = args.recipe
+    from ildata.episode import DataError
+
     recipe = load_recipe(args.recipe, args.overrides)
-    run_dir = run_recipe(recipe, out=args.out, overwrite=args.overwrite, echo=(lambda _: None) if args.quiet else print)
+    if args.resume is not None and (args.out is not None or args.overwrite):
+        raise DataError("--resume continues RUN in place: --out and --overwrite do not apply")
+    echo = (lambda _: None) if args.quiet else print
+    run_dir = run_recipe(recipe, out=args.out, overwrite=args.overwrite, echo=echo, resume=args.resume)
     if args.quiet:
         print(run_dir)
     return 0
