@@ -34,6 +34,7 @@ import numpy as np
 
 from ildata.episode import DataError, EpisodeBatch, flatten_obs, unflatten_obs
 from ildata.formats import SourceRead
+from ildata.formats.hdf5_links import refuse_external_storage, refuse_links
 from ildata.fsutil import atomic_output, check_destination
 
 if TYPE_CHECKING:
@@ -195,30 +196,22 @@ def read(path: Path) -> SourceRead:
 
     try:
         with h5py.File(path, "r") as h5:
+            refuse_links(h5, path)
             return _read_file(h5)
     except OSError as exc:  # truncated or corrupted HDF5
         raise DataError(f"not a readable HDF5 file ({exc})") from exc
 
 
 def _member(group: Any, name: str) -> Any:
-    """`group[name]` when it is stored in this file, None when absent. External links, soft
-    links, external and virtual datasets are refused, not followed: they would read other files
-    (a source is read, and nothing outside it)."""
+    """`group[name]`, None when absent; a dataset whose values live in other files is refused
+    (links were refused when the file was opened: see ildata.formats.hdf5_links)."""
     import h5py
 
-    link = group.get(name, getlink=True)
-    if link is None:
+    if group.get(name, getlink=True) is None:
         return None
-    if isinstance(link, h5py.ExternalLink):
-        raise DataError(f"{name} is an HDF5 external link to {link.filename!r}: refused (it would read another file)")
-    if not isinstance(link, h5py.HardLink):
-        raise DataError(f"{name} is an HDF5 {type(link).__name__}: refused (only objects stored in the file are read)")
     member = group[name]
     if isinstance(member, h5py.Dataset):
-        if member.is_virtual:
-            raise DataError(f"{name} is an HDF5 virtual dataset: refused (it would read other files)")
-        if member.external:
-            raise DataError(f"{name} is an HDF5 dataset stored in external file(s) {member.external[0][0]!r}: refused")
+        refuse_external_storage(member.id, name, Path(group.file.filename))
     return member
 
 

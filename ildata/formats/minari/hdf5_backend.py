@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ildata.episode import INT64_MAX, DataError
+from ildata.formats.hdf5_links import refuse_external_storage, refuse_links
 from ildata.formats.minari.metadata import (
     HDF5_FILE,
     check_action_space,
@@ -36,22 +37,6 @@ _MAX_INFO_DEPTH = 32
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _refuse_links(h5: h5py.File, subject: Path) -> None:
-    """Every link in the file must be a hard link: external links read other files, soft links
-    can dangle or loop. One low-level pass over the links; no object is opened."""
-    from h5py import h5l
-
-    kinds = {h5l.TYPE_SOFT: "soft link", h5l.TYPE_EXTERNAL: "external link"}
-    # A non-None return stops the walk and is returned (an exception raised there would be garbled).
-    found = h5.id.links.visit(lambda name, info: None if info.type == h5l.TYPE_HARD else (name, info.type), info=True)
-    if found is not None:
-        name, kind = found
-        raise DataError(
-            f"{name.decode(errors='replace')} is an HDF5 {kinds.get(kind, 'user-defined link')}, which ildata does not follow",
-            subject=subject,
-        )
 
 
 def _int_attrs(group: h5py.Group, names: tuple[str, ...], subject: Path) -> list[int | None]:
@@ -77,15 +62,6 @@ def _int_attrs(group: h5py.Group, names: tuple[str, ...], subject: Path) -> list
     return out
 
 
-def _check_dataset(dataset: h5py.h5d.DatasetID, group: h5py.Group, path: str, subject: Path) -> None:
-    """Refuse datasets whose values live in other files (external storage, virtual datasets)."""
-    from h5py import h5d
-
-    plist = dataset.get_create_plist()
-    if plist.get_layout() == h5d.VIRTUAL or plist.get_external_count():
-        raise DataError(f"{group.name}/{path} is stored in other files (external or virtual dataset): refused", subject=subject)
-
-
 def _read_dataset(group: h5py.Group, path: str, subject: Path) -> np.ndarray:
     """A whole dataset through h5py's low-level API, which halves the per-call overhead of
     `group[path][()]`: it dominates minari files, which hold several small datasets per episode."""
@@ -95,7 +71,7 @@ def _read_dataset(group: h5py.Group, path: str, subject: Path) -> np.ndarray:
         dataset = h5d.open(group.id, path.encode())
     except KeyError:
         raise DataError(f"{group.name} has no {path}", subject=subject) from None
-    _check_dataset(dataset, group, path, subject)
+    refuse_external_storage(dataset, f"{group.name.lstrip('/')}/{path}", subject)
     if dataset.dtype.hasobject or not dataset.shape:  # strings, JPEG bytes, scalars
         return np.asarray(group[path][()])
     out = np.empty(dataset.shape, dtype=dataset.dtype)
@@ -114,7 +90,7 @@ def _infos(group: h5py.Group, subject: Path, depth: int = 0) -> Columns:
         if isinstance(value, h5py.Group):
             out[key] = _infos(value, subject, depth + 1)
         else:
-            _check_dataset(value.id, group, key, subject)
+            refuse_external_storage(value.id, f"{group.name.lstrip('/')}/{key}", subject)
             out[key] = np.asarray(value[()])
     return out
 
@@ -139,7 +115,7 @@ def read(data: Path, n_episodes: int, meta_path: Path, obs_space: gym.Space, act
     except OSError as exc:
         raise DataError(f"not a readable HDF5 file ({exc})", subject=file_path) from None
     with h5:
-        _refuse_links(h5, file_path)
+        refuse_links(h5, file_path)
         check_episode_ids(meta_path, n_episodes, episode_numbers(h5, "episode_"), "group episode_{}")
         # One h5py read per episode and array: the file stores episodes as separate groups.
         for i in range(n_episodes):
