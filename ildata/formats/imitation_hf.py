@@ -271,8 +271,9 @@ def write(ds: TrajectoryDataset, dst: Path, *, overwrite: bool = False) -> None:
     """Write `ds` as imitation 1.0.1's `serialize.save` would (readable by its `serialize.load`)."""
     # Heavy import, only needed here (by name: the repository's datasets/ folder would shadow
     # the package for the type checker).
-    Dataset = importlib.import_module("datasets").Dataset
-
+    hf_datasets = importlib.import_module("datasets")
+    # Its "Saving the dataset" bar would print on stderr, where only ildata's own lines belong.
+    hf_datasets.disable_progress_bars()
     with atomic_output(dst, overwrite=overwrite) as out:
-        Dataset.from_dict(to_imitation_dict(ds)).save_to_disk(str(out))
+        hf_datasets.Dataset.from_dict(to_imitation_dict(ds)).save_to_disk(str(out))
         _write_legacy_features(out)
