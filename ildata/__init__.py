@@ -17,6 +17,7 @@ _EXPORTS = {
     "Provenance": "ildata.store",
     "DatasetInfo": "ildata.store",
     "convert": "ildata.conversion",
+    "concat": "ildata.combine",
     "Episode": "ildata.episode",
     "EpisodeBatch": "ildata.episode",
     "DataError": "ildata.episode",
@@ -26,6 +27,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:
+    from ildata.combine import concat
     from ildata.conversion import convert
     from ildata.episode import DataError, Episode, EpisodeBatch
     from ildata.horizon import VariableHorizonError

@@ -37,7 +37,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "is_store",
     ),
     "fingerprint": ("compute_fingerprint", "mismatched_files", "sha256_file", "sha256_path", "xxh3_file"),
-    "read": ("TrajectoryDataset", "Transitions", "decode_info", "load", "read_info", "to_numpy"),
+    "read": ("CONCAT_FORMAT", "Part", "StoredColumn", "TrajectoryDataset", "Transitions", "decode_info", "load", "read_info", "to_numpy"),
     "verify": ("verify_store",),
     "write": ("episode_ordinals", "infos_to_json", "save", "split_obs", "to_arrow", "write_dataset"),
 }
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
         content_files,
         is_store,
     )
-    from ildata.store.read import TrajectoryDataset, Transitions, decode_info, load, read_info, to_numpy
+    from ildata.store.read import CONCAT_FORMAT, Part, StoredColumn, TrajectoryDataset, Transitions, decode_info, load, read_info, to_numpy
     from ildata.store.verify import verify_store
     from ildata.store.write import episode_ordinals, infos_to_json, save, split_obs, to_arrow, write_dataset
 

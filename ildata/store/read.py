@@ -8,7 +8,7 @@ and reads only metadata: see ildata/store/episodes.py and benchmarks/cold_start.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from ildata.spaces import space_from_dict
 from ildata.store.episodes import read_episodes
 from ildata.store.layout import (
     DATA_FORMATS,
+    EPISODE_INDEX,
     EPISODES_FILE,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     import polars as pl
     from gymnasium import Space
 
+# provenance `source_format` of a store written from several (`ildata.concat`, `ildata merge`)
+CONCAT_FORMAT = "ildata-concat"
 
 # pyarrow's own Array.to_numpy imports pandas (+0.3 s in a fresh process) even for plain numbers,
 # so columns become numpy arrays straight from their buffers: zero-copy, read-only views.
@@ -114,17 +117,147 @@ class Transitions:
     def __len__(self) -> int:
         return int(self.acts.shape[0])
 
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Transitions:
+        """The transitions at `index` (an int, a slice, integer indices or a boolean mask), as a
+        Transitions: a slice gives views, indices a gathered copy of just those rows."""
+        rows: slice | np.ndarray = index if isinstance(index, slice) else np.asarray(index)
+        if isinstance(rows, np.ndarray) and rows.ndim == 0:
+            i = int(rows)
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"transition {i} out of range for {len(self)} transitions")
+            rows = slice(i, i + 1 or None)  # one transition stays a Transitions of length 1
+
+        def take(obs: Obs) -> Obs:
+            return unflatten_obs({k: v[rows] for k, v in flatten_obs(obs).items()})
+
+        return Transitions(
+            obs=take(self.obs),
+            acts=self.acts[rows],
+            next_obs=take(self.next_obs),
+            dones=self.dones[rows],
+            terminated=self.terminated[rows],
+            rews=None if self.rews is None else self.rews[rows],
+            episode_index=self.episode_index[rows],
+        )
+
+    def __repr__(self) -> str:
+        fields = {"obs": describe_obs(self.obs), "acts": describe_array(self.acts)}
+        if self.rews is not None:
+            fields["rews"] = describe_array(self.rews)
+        episodes = len(np.unique(self.episode_index)) if len(self) else 0
+        body = ", ".join(f"{k}={v}" for k, v in fields.items())
+        return f"Transitions({len(self)} from {episodes} episodes, {body})"
+
+
+def describe_array(array: np.ndarray) -> str:
+    """`float32(1000, 4)`: an array in a few characters (for reprs)."""
+    return f"{array.dtype}{tuple(array.shape)}"
+
+
+def describe_obs(obs: Obs) -> str:
+    flat = flatten_obs(obs)
+    if set(flat) == {""}:
+        return describe_array(flat[""])
+    return "{" + ", ".join(f"{k}: {describe_array(v)}" for k, v in flat.items()) + "}"
+
+
+def describe_episode(episode: Episode) -> str:
+    """One line for an episode: length, return, how it ended, array shapes."""
+    ret = "" if episode.rews is None else f", return={float(np.sum(episode.rews, dtype=np.float64)):.6g}"
+    end = "terminated" if episode.terminated else "truncated" if episode.truncated else "unfinished"
+    seed = "" if episode.seed is None else f", seed={episode.seed}"
+    return f"Episode(length={len(episode)}{ret}, {end}{seed}, obs={describe_obs(episode.obs)}, acts={describe_array(episode.acts)})"
+
+
+class StoredColumn:
+    """A stored column that spans several Arrow chunks (shards, or the parts of `concat`), indexed
+    like a numpy array without concatenating it: a slice inside one chunk is a view, anything
+    else gathers only the rows asked for (one fancy index per chunk touched)."""
+
+    def __init__(self, chunks: Sequence[np.ndarray]):
+        self.chunks = list(chunks)
+        sizes = np.array([len(c) for c in self.chunks], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(sizes)])
+        self.shape: tuple[int, ...] = (int(self.starts[-1]),) + tuple(self.chunks[0].shape[1:])
+        self.dtype = self.chunks[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(self.shape[0])
+            if step != 1:
+                return self[np.arange(start, stop, step)]
+            if stop <= start:
+                return self.chunks[0][0:0]
+            first = int(np.searchsorted(self.starts, start, side="right")) - 1
+            last = int(np.searchsorted(self.starts, stop, side="left")) - 1
+            pieces = [self.chunks[c][max(start - self.starts[c], 0) : stop - self.starts[c]] for c in range(first, last + 1)]
+            return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        rows = np.asarray(rows)
+        if rows.dtype == np.bool_:
+            rows = np.flatnonzero(rows)
+        rows = np.where(rows < 0, rows + self.shape[0], rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError(f"row index out of range for {self.shape[0]} rows")
+        chunk = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty(rows.shape + self.shape[1:], dtype=self.dtype)
+        for c in np.unique(chunk).tolist():
+            mask = chunk == c
+            out[mask] = self.chunks[c][rows[mask] - self.starts[c]]
+        return out
+
+
+Column = np.ndarray | StoredColumn
+
+
+@dataclass(frozen=True)
+class Part:
+    """One store a dataset reads from: its folder, fingerprint, provenance, and how many episode
+    rows of the combined episode table are its (in order)."""
+
+    path: Path
+    fingerprint: str
+    provenance: dict[str, Any]
+    episodes: int
+
+
+def episode_ranges(ids: np.ndarray) -> list[list[int]]:
+    """Episode indices as [start, stop) runs (compact provenance for a subset)."""
+    if len(ids) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    starts = ids[np.concatenate([[0], breaks])]
+    stops = ids[np.concatenate([breaks - 1, [len(ids) - 1]])] + 1
+    return np.stack([starts, stops], axis=1).tolist()
+
 
 class TrajectoryDataset:
-    """A memory-mapped store, or a subset of one's episodes (`select`, `filter`, `split`).
+    """A memory-mapped store, a subset of one's episodes (`ds[2:5]`, `select`, `filter`, `split`),
+    or several stores read as one (`ildata.concat`): always views of the mapped files.
 
-    `info` is meta/info.json as read (a dict); `meta` is the same, typed (layout.DatasetInfo).
+    `info` is meta/info.json as read (a dict); `meta` is the same, typed (layout.DatasetInfo); for
+    a concat, both describe the combination (provenance lists the parts). `path` is the store's
+    folder (for a concat, the first part's; `parts` lists them all).
     """
 
-    def __init__(self, root: Path, meta: DatasetInfo, table: pa.Table, episodes: pa.Table, subset: np.ndarray | None = None):
+    def __init__(
+        self,
+        root: Path,
+        meta: DatasetInfo,
+        table: pa.Table,
+        episodes: pa.Table,
+        subset: np.ndarray | None = None,
+        *,
+        parts: Sequence[Part] | None = None,
+    ):
         self.path = root
         self.meta = meta
         self.info: dict[str, Any] = meta.to_dict()
+        self.parts: tuple[Part, ...] = (
+            tuple(parts) if parts is not None else (Part(root, meta.fingerprint, meta.provenance.to_dict(), episodes.num_rows),)
+        )
         self._table = table
         self._episodes_all = episodes
         self._subset = subset
@@ -134,7 +267,7 @@ class TrajectoryDataset:
         self._ids = ids
         self._lengths = all_lengths[ids]
         self._first_row = all_first[ids]
-        self._columns: dict[str, np.ndarray] = {}
+        self._columns: dict[str, Column] = {}
         self._infos_checked = False
         self._observation_space: Space | None = None
         self._action_space: Space | None = None
@@ -158,7 +291,8 @@ class TrajectoryDataset:
 
     @property
     def fingerprint(self) -> str:
-        """Content fingerprint of the stored files (the whole store, even for a subset)."""
+        """Content fingerprint of the stored files (the whole store, even for a subset; for a
+        concat, a hash of its parts' fingerprints and episodes)."""
         return self.meta.fingerprint
 
     @property
@@ -172,6 +306,11 @@ class TrajectoryDataset:
     @property
     def lengths(self) -> np.ndarray:
         return self._lengths
+
+    @property
+    def episode_ids(self) -> np.ndarray:
+        """Index of each episode of this (sub)set in the store's (or concat's) episode table."""
+        return self._ids
 
     @property
     def episodes(self) -> pl.DataFrame:
@@ -191,18 +330,43 @@ class TrajectoryDataset:
     def returns(self) -> np.ndarray | None:
         return self.episode_column("return") if self.meta.has_rewards else None
 
+    @property
+    def collection(self) -> dict[str, Any] | None:
+        """How the data was collected (`ildata collect`): policy, the expert's and a random
+        policy's mean returns (the ends of the normalised score), or None."""
+        value = self.meta.extra.get("collection")
+        return value if isinstance(value, dict) else None
+
     def __len__(self) -> int:
         return int(len(self._ids))
 
     def __repr__(self) -> str:
-        return f"TrajectoryDataset({str(self.path)!r}, episodes={len(self)}, transitions={self.num_transitions})"
+        where = repr(str(self.path)) if len(self.parts) == 1 else f"concat of {len(self.parts)} stores"
+        subset = f" (subset of {self._episodes_all.num_rows})" if self.is_subset else ""
+        lines = [f"TrajectoryDataset({where}, env={self.env_id})", f"  {len(self)} episodes{subset}, {self.num_transitions} transitions"]
+        returns = self.returns
+        if returns is not None and len(returns):
+            lines[-1] += f", return {returns.mean():.6g} ± {returns.std():.3g} [{returns.min():.6g}, {returns.max():.6g}]"
+        features = ", ".join(f"{k}: {f.dtype}{list(f.shape)}" for k, f in self.meta.features.items())
+        lines.append(f"  features: {features}")
+        return "\n".join(lines)
 
     # ---- columns
-    def _column(self, name: str) -> np.ndarray:
-        """A whole stored column as a (memory-mapped, zero-copy) numpy array."""
+    def _column(self, name: str) -> Column:
+        """A whole stored column as (memory-mapped, zero-copy) numpy: one array for a single
+        shard, a StoredColumn over the chunks of several shards or parts."""
         if name not in self._columns:
-            self._columns[name] = to_numpy(self._table.column(name))
+            chunks = self._table.column(name).chunks
+            arrays = [to_numpy(chunk) for chunk in chunks if len(chunk)]
+            self._columns[name] = arrays[0] if len(arrays) == 1 else StoredColumn(arrays or [to_numpy(chunks[0])])
         return self._columns[name]
+
+    def column(self, name: str) -> Column:
+        """A stored per-transition column ("obs", "obs.key", "next_obs", "acts", "rews", ...)
+        over every row of the store(s): index it with `transition_rows()` (zero-copy)."""
+        if name not in self._table.column_names or name == INFOS:
+            raise KeyError(f"no column {name!r} (columns: {', '.join(c for c in self._table.column_names if c != INFOS)})")
+        return self._column(name)
 
     def _infos(self) -> pa.ChunkedArray:
         """The infos column, fully validated the first time it is decoded: its offsets index into
@@ -221,8 +385,9 @@ class TrajectoryDataset:
     def _obs(self, prefix: str, rows: slice | np.ndarray) -> Obs:
         return unflatten_obs({k: self._column(c)[rows] for k, c in self.meta.obs_columns(prefix).items()})
 
-    def _rows(self) -> slice | np.ndarray:
-        """Row selector of this (sub)set: a slice (views) when its episodes are contiguous in order."""
+    def transition_rows(self) -> slice | np.ndarray:
+        """Stored row of every transition of this (sub)set, in order: a slice (views) when its
+        episodes are contiguous in order, else an index array."""
         starts, lengths = self._first_row, self._lengths
         if len(starts) == 0:
             return slice(0, 0)
@@ -231,8 +396,16 @@ class TrajectoryDataset:
         offsets = np.cumsum(lengths) - lengths
         return np.arange(int(lengths.sum())) - np.repeat(offsets - starts, lengths)
 
+    _rows = transition_rows
+
     # ---- access
-    def __getitem__(self, index: int) -> Episode:
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Any:
+        """`ds[i]` is an Episode; `ds[2:5]`, `ds[[0, 3]]` or a boolean mask a subset (shares the
+        mapped data)."""
+        if isinstance(index, slice):
+            return self.select(np.arange(len(self))[index])
+        if not isinstance(index, (int, np.integer)):
+            return self.select(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"episode {index} out of range for {len(self)} episodes")
         e = int(self._ids[index])
@@ -277,7 +450,8 @@ class TrajectoryDataset:
             dones=dones,
             terminated=terminated,
             rews=self._column("rews")[rows] if self.meta.has_rewards else None,
-            episode_index=self._column("episode_index")[rows],
+            # each part's stored column counts from 0: a concat numbers its episodes itself
+            episode_index=self._column(EPISODE_INDEX)[rows] if len(self.parts) == 1 else np.repeat(self._ids, self._lengths),
         )
 
     def to_batch(self) -> EpisodeBatch:
@@ -319,7 +493,7 @@ class TrajectoryDataset:
 
         out: dict[str, Any] = rollout_stats(self._lengths, self.returns)
         out["n_transitions"] = self.num_transitions
-        if self._subset is None and (self.path / STATS_FILE).is_file():
+        if self._subset is None and len(self.parts) == 1 and (self.path / STATS_FILE).is_file():
             out["features"] = json.loads((self.path / STATS_FILE).read_text())["features"]
         else:
             tr = self.transitions()
@@ -333,24 +507,38 @@ class TrajectoryDataset:
     # ---- checks
     def verify(self, *, raise_errors: bool = False) -> list[str]:
         """Every problem of the whole store's files (fingerprint, shards against info.json and the
-        episode table, flags, returns, spaces), one line each; [] when it is sound.
+        episode table, flags, returns, spaces), one line each; [] when it is sound. A concat
+        checks every part (its lines then start with the part's path).
         `raise_errors=True` raises the first one as a DataError instead."""
         from ildata.store.verify import verify_store
 
-        problems = verify_store(self.path)
+        if len(self.parts) == 1:
+            problems = verify_store(self.path)
+        else:
+            problems = [f"{part.path}: {problem}" for part in self.parts for problem in verify_store(part.path)]
         if problems and raise_errors:
-            raise DataError(problems[0], subject=self.path)
+            raise DataError(problems[0], subject=self.path if len(self.parts) == 1 else None)
         return problems
 
     # ---- subsets (no data copies: they share the memory-mapped table)
     def select(self, indices: Sequence[int] | np.ndarray) -> TrajectoryDataset:
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if len(indices) and (indices.min() < -len(self) or indices.max() >= len(self)):
+        """The episodes at `indices` (positions in this (sub)set, negative ones from the end, or a
+        boolean mask of len(self)), in that order."""
+        array = np.asarray(indices)
+        if array.dtype == np.bool_:
+            if array.shape != (len(self),):
+                raise IndexError(f"a boolean episode mask needs {len(self)} values, got {array.shape}")
+            array = np.flatnonzero(array)
+        elif array.size and array.dtype.kind not in "iu":
+            raise TypeError(f"episode indices must be integers, got {array.dtype}")
+        array = array.astype(np.int64).reshape(-1)
+        if len(array) and (array.min() < -len(self) or array.max() >= len(self)):
             raise IndexError(f"episode index out of range for {len(self)} episodes")
-        return TrajectoryDataset(self.path, self.meta, self._table, self._episodes_all, self._ids[indices])
+        return TrajectoryDataset(self.path, self.meta, self._table, self._episodes_all, self._ids[array], parts=self.parts)
 
     def filter(
         self,
+        predicate: pl.Expr | Callable[[dict[str, Any]], bool] | None = None,
         *,
         min_return: float | None = None,
         max_return: float | None = None,
@@ -359,8 +547,15 @@ class TrajectoryDataset:
         terminated: bool | None = None,
         truncated: bool | None = None,
     ) -> TrajectoryDataset:
-        """Episodes meeting every given condition."""
+        """Episodes meeting every given condition, in order.
+
+        `predicate` is a polars expression over the episode table (`pl.col("return") > 400`;
+        columns: episode_index, length, return, terminated, truncated, termination_known,
+        first_row, seed; evaluated vectorised), or a function called with each episode's row
+        as a dict and returning a bool."""
         keep = np.ones(len(self), dtype=bool)
+        if predicate is not None:
+            keep &= self._predicate_mask(predicate)
         if min_return is not None or max_return is not None:
             returns = self.returns
             if returns is None:
@@ -379,31 +574,82 @@ class TrajectoryDataset:
             keep &= self.episode_column("truncated") == truncated
         return self.select(np.flatnonzero(keep))
 
-    def split(self, fraction: float, *, seed: int = 0) -> tuple[TrajectoryDataset, TrajectoryDataset]:
-        """Random episode-level split into (fraction, 1 - fraction); order inside each part is kept."""
-        if not 0.0 < fraction < 1.0:
-            raise ValueError("fraction must be strictly between 0 and 1")
-        order = np.random.default_rng(seed).permutation(len(self))
-        cut = int(round(fraction * len(self)))
-        return self.select(np.sort(order[:cut])), self.select(np.sort(order[cut:]))
+    def _predicate_mask(self, predicate: pl.Expr | Callable[[dict[str, Any]], bool]) -> np.ndarray:
+        import polars as pl
 
-    def save(self, dst: str | Path, *, overwrite: bool = False) -> TrajectoryDataset:
-        """Materialise this (sub)set as a new store."""
+        table = self.episodes
+        if isinstance(predicate, pl.Expr):
+            try:
+                result = table.select(predicate.alias("keep")).to_series()
+            except pl.exceptions.PolarsError as exc:
+                raise DataError(f"cannot filter episodes by {predicate} ({str(exc).splitlines()[0]})") from None
+            if result.dtype != pl.Boolean or len(result) != len(self):
+                raise DataError(f"a filter expression must give one boolean per episode, {predicate} gives {len(result)} {result.dtype}")
+            return result.fill_null(False).to_numpy().astype(bool)
+        if not callable(predicate):
+            raise TypeError(f"filter takes a polars expression or a function of an episode row, not {type(predicate).__name__}")
+        return np.fromiter((bool(predicate(row)) for row in table.iter_rows(named=True)), dtype=bool, count=len(self))
+
+    def split(self, fractions: float | Sequence[float], *, seed: int = 0) -> tuple[TrajectoryDataset, ...]:
+        """Random episode-level split; order inside each part is kept. A float f gives two parts
+        (f, 1 - f); a sequence of fractions summing to 1 gives one part each
+        (`ds.split([0.8, 0.1, 0.1], seed=0)`). Sizes are rounded at the cumulative cuts, so every
+        episode is in exactly one part."""
+        shares = [fractions, 1.0 - fractions] if isinstance(fractions, (int, float)) else list(fractions)
+        if isinstance(fractions, (int, float)) and not 0.0 < fractions < 1.0:
+            raise ValueError("fraction must be strictly between 0 and 1")
+        if len(shares) < 2 or any(not 0.0 < f < 1.0 for f in shares) or not np.isclose(sum(shares), 1.0):
+            raise ValueError(f"split fractions must be at least two numbers in (0, 1) that sum to 1, got {shares}")
+        order = np.random.default_rng(seed).permutation(len(self))
+        cuts = np.round(np.cumsum(shares)[:-1] * len(self)).astype(np.int64)
+        return tuple(self.select(np.sort(part)) for part in np.split(order, cuts))
+
+    # ---- writing
+    def lineage(self) -> list[dict[str, Any]]:
+        """Where this (sub)set's episodes come from: per store, its path, fingerprint, provenance
+        and the episodes taken ([start, stop) runs of its episode indices; null for all of them)."""
+        out = []
+        offset = 0
+        for part in self.parts:
+            mine = self._ids[(self._ids >= offset) & (self._ids < offset + part.episodes)] - offset
+            whole = len(mine) == part.episodes and np.array_equal(mine, np.arange(part.episodes))
+            out.append(
+                {
+                    "path": str(part.path),
+                    "fingerprint": part.fingerprint,
+                    "episodes": None if whole else episode_ranges(mine),
+                    "provenance": part.provenance,
+                }
+            )
+            offset += part.episodes
+        return out
+
+    def save(self, dst: str | Path, *, overwrite: bool = False, data_format: str = "arrow") -> TrajectoryDataset:
+        """Materialise this (sub)set as a new store, keeping what the data is: env id, the
+        collection info (expert/random reference returns) and other info.json extras, and a
+        provenance pointing at the parent store(s) (path, fingerprint, which episodes)."""
         from ildata.store.write import save
 
+        parents = self.lineage()
+        extra: dict[str, Any] = {"parents": parents}
+        if len(parents) == 1:
+            extra["source_fingerprint"] = parents[0]["fingerprint"]
+            extra["source_episodes"] = parents[0]["episodes"]
         provenance = Provenance(
-            source_path=str(self.path),
-            source_format=f"{FORMAT_NAME}-v{FORMAT_VERSION}",
-            extra={"source_fingerprint": self.fingerprint},
+            source_path=str(self.path) if len(parents) == 1 else None,
+            source_format=f"{FORMAT_NAME}-v{FORMAT_VERSION}" if len(parents) == 1 else CONCAT_FORMAT,
+            extra=extra,
         )
         return save(
             self.to_batch(),
             dst,
-            observation_space=self.observation_space,
-            action_space=self.action_space,
+            observation_space=None if self.meta.spaces_inferred else self.observation_space,
+            action_space=None if self.meta.spaces_inferred else self.action_space,
             env_id=self.env_id,
             overwrite=overwrite,
             provenance=provenance,
+            extra_info=self.meta.extra,
+            data_format=data_format,
         )
 
 
