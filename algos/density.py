@@ -1,8 +1,9 @@
 """Density-based reward: the log density of the demonstrations' states (or state-actions, or
 state-next-states) under scikit-learn's `KernelDensity`, as in imitation's density baseline.
 
-Fitting is offline. The learned reward can then (a) train a stable-baselines3 PPO policy in the
-env through `LearnedRewardWrapper`, which replaces the env's reward, and (b) relabel a dataset's
+Fitting is offline. The learned reward can then (a) train a PPO policy on the online layer
+(`algos.online`: `make_vec_env`, `RewardVecEnvWrapper` replacing the env's reward, with each
+transition's timestep for per-timestep models, and a layer learner), and (b) relabel a dataset's
 rewards into a new dataset (`relabel`). Features are standardised with scikit-learn's
 `StandardScaler` (kernel bandwidths then mean the same thing in every dimension); Discrete parts
 are one-hot. A stationary model fits one KDE on every step; a per-timestep model fits one KDE per
@@ -10,7 +11,8 @@ step index t (steps past the longest demonstration use the last one).
 
 Saved models hold the features the KDEs were fitted on (`density.npz`, no pickle) and are
 refitted on load: fitting a KDE only stores its data, so the result is identical. PPO's settings
-are the shared `algos.learners.PPOConfig`, nested under `config.ppo`.
+are the layer's `algos.online.learners.PPOConfig`, nested under `config.learner`; its budget is
+`config.total_timesteps` env steps (an upper bound) in `config.n_envs` envs.
 """
 
 from __future__ import annotations
@@ -18,16 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
 from algos.base import Algorithm, LogFn, RewardFn, register
-from algos.learners import PPOConfig, make_ppo
-from algos.policies import SB3Policy, load_sb3, write_policy_meta
+from algos.online.learners import PPOConfig
+from algos.policies import load_sb3, write_policy_meta
 from algos.sampler import obs_features, run_positions
-from ildata.envs import make_env
 from ildata.episode import DataError, Obs, map_obs
 from ildata.store import TrajectoryDataset
 
@@ -41,16 +42,17 @@ class DensityConfig:
     """Density reward settings; a recipe's `config:` section maps onto these fields one-to-one."""
 
     RENAMED: ClassVar[dict[str, str]] = {
-        "ppo_timesteps": "ppo.total_timesteps",
-        "ppo_n_steps": "ppo.rollout_steps",
-        "ppo_batch_size": "ppo.batch_size",
-        "ppo_learning_rate": "ppo.learning_rate",
-        "ppo_gamma": "ppo.gamma",
-        "ppo_n_epochs": "ppo.n_epochs",
-        "ppo_ent_coef": "ppo.ent_coef",
-        "ppo_gae_lambda": "ppo.gae_lambda",
-        "ppo_n_envs": "ppo.n_envs",
-        "ppo_normalize_reward": "ppo.normalize_reward",
+        "ppo": "learner",  # ppo.total_timesteps and ppo.n_envs moved up: total_timesteps, n_envs
+        "ppo_timesteps": "total_timesteps",
+        "ppo_n_steps": "learner.rollout_steps",
+        "ppo_batch_size": "learner.batch_size",
+        "ppo_learning_rate": "learner.learning_rate",
+        "ppo_gamma": "learner.gamma",
+        "ppo_n_epochs": "learner.n_epochs",
+        "ppo_ent_coef": "learner.ent_coef",
+        "ppo_gae_lambda": "learner.gae_lambda",
+        "ppo_n_envs": "n_envs",
+        "ppo_normalize_reward": "learner.normalize_reward",
         "ppo_reward_margin": "reward_margin",
     }
 
@@ -60,8 +62,10 @@ class DensityConfig:
     bandwidth: float = 0.5  # in standardised units when `standardise`
     standardise: bool = True
     max_samples: int = 20000  # transitions the KDEs keep (a uniform subsample beyond that)
-    # PPO on the learned reward (ppo.total_timesteps 0: learn the reward only).
-    ppo: PPOConfig = field(default_factory=PPOConfig)
+    # PPO on the learned reward: at most total_timesteps env steps (0: learn the reward only).
+    total_timesteps: int = 0
+    n_envs: int = 1  # parallel envs; a rollout is learner.rollout_steps * n_envs env steps
+    learner: PPOConfig = field(default_factory=PPOConfig)
     # Log densities of states far from the demonstrations reach -1e5 and below (a Gaussian KDE's
     # log density falls with the squared distance), and those states swamp PPO's value targets.
     # With a margin m (nats), PPO sees max(log p - floor, 0) / (median demo log p - floor) where
@@ -81,36 +85,10 @@ class DensityConfig:
             raise DataError(f"max_samples: must be at least 1, got {self.max_samples}")
         if self.reward_margin is not None and not self.reward_margin > 0:
             raise DataError(f"reward_margin: must be positive (or null), got {self.reward_margin}")
-
-
-def _batch_of_one(x: Obs) -> Obs:
-    return map_obs(x, lambda leaf: np.asarray(leaf)[None])
-
-
-class LearnedRewardWrapper(gym.Wrapper):
-    """Replaces the env's reward with `reward_fn(obs, acts, next_obs, t=...)` on batches of one.
-
-    The env's own reward is kept in `info["env_reward"]`; put a `Monitor` inside this wrapper to
-    record true returns while the learner sees the learned reward.
-    """
-
-    def __init__(self, env: gym.Env, reward_fn: RewardFn) -> None:
-        super().__init__(env)
-        self.reward_fn = reward_fn
-        self._obs: Any = None
-        self._t = 0
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(seed=seed, options=options)
-        self._obs, self._t = obs, 0
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        next_obs, env_reward, terminated, truncated, info = self.env.step(action)
-        reward = self.reward_fn(_batch_of_one(self._obs), np.asarray(action)[None], _batch_of_one(next_obs), t=np.array([self._t]))
-        info = {**info, "env_reward": env_reward}
-        self._obs, self._t = next_obs, self._t + 1
-        return next_obs, float(reward[0]), terminated, truncated, info
+        if self.total_timesteps < 0:
+            raise DataError(f"total_timesteps: must be >= 0, got {self.total_timesteps}")
+        if self.n_envs < 1:
+            raise DataError(f"n_envs: must be at least 1, got {self.n_envs}")
 
 
 @register("density")
@@ -201,7 +179,7 @@ class DensityReward(Algorithm):
         if log is not None:
             log(0, metrics)
         self.env_id = env_id or dataset.env_id
-        if cfg.ppo.total_timesteps > 0:
+        if cfg.total_timesteps > 0:
             if self.env_id is None:
                 raise DataError("PPO on the density reward needs an env (recipe `env`)")
             metrics.update(self.train_ppo(self.env_id, log=log))
@@ -224,33 +202,44 @@ class DensityReward(Algorithm):
         return reward
 
     def train_ppo(self, env_id: str, *, log: LogFn | None = None) -> dict[str, float]:
-        """Train SB3 PPO in `env_id` with the env's reward replaced by the learned one."""
-        from stable_baselines3.common.callbacks import BaseCallback
-        from stable_baselines3.common.monitor import Monitor
-        from stable_baselines3.common.vec_env import DummyVecEnv
+        """PPO in `env_id` with the env's reward replaced by the learned one (the online layer).
 
-        cfg = self.config.ppo
-        reward_fn = self.ppo_reward_fn()
-        venv = DummyVecEnv([lambda: LearnedRewardWrapper(Monitor(make_env(env_id)), reward_fn) for _ in range(cfg.n_envs)])
-        model = make_ppo(cfg, venv, self.observation_space, self.seed)
+        Logs, per rollout, the env's true return (Monitor), the learned reward PPO optimised and
+        `env_steps` off the step counter, which never exceeds `total_timesteps`.
+        """
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        from algos.online.learners import make_learner
+        from algos.online.reward_wrapper import RewardVecEnvWrapper
+        from algos.online.vec_env import make_vec_env
+
+        cfg = self.config
+        density_reward = self.ppo_reward_fn()
+
+        def reward(obs: Obs, acts: np.ndarray, next_obs: Obs, terminated: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
+            return density_reward(obs, acts, next_obs, t=t)
+
+        venv = make_vec_env(env_id, cfg.n_envs, seed=self.seed)
+        learner = make_learner(cfg.learner, RewardVecEnvWrapper(venv, reward, timesteps=not cfg.stationary), seed=self.seed)
         final: dict[str, float] = {}
 
         class Progress(BaseCallback):
-            """Logs the env's true return (Monitor) and the learned reward PPO optimised."""
+            """Logs the env's true return (Monitor), the learned reward PPO optimised, env steps."""
 
             def _on_step(self) -> bool:
                 return True
 
             def _on_rollout_end(self) -> None:
-                final["ppo_learned_reward_mean"] = float(model.rollout_buffer.rewards.mean())
+                final["ppo_learned_reward_mean"] = float(learner.model.rollout_buffer.rewards.mean())  # type: ignore[attr-defined]
                 if self.model.ep_info_buffer:
                     final["ppo_env_return_mean"] = float(np.mean([e["r"] for e in self.model.ep_info_buffer]))
+                final["env_steps"] = float(venv.steps)
                 if log is not None:
                     log(int(self.model.num_timesteps), dict(final))
 
-        model.learn(total_timesteps=cfg.total_timesteps, callback=Progress())
-        self.ppo = model
-        self.policy = SB3Policy(model)
+        learner.learn(cfg.total_timesteps, callback=Progress())
+        self.ppo = learner.model
+        self.policy = learner.policy
         return final
 
     # ---- persistence

@@ -1,23 +1,23 @@
-"""Train an RL expert with stable-baselines3 (`algo: rl`), to collect demonstrations from.
+"""Train an RL expert (`algo: rl`) on the online layer, to collect demonstrations from.
 
-Kept as a recipe (recipes/expert-pendulum.yaml) so the shipped Pendulum data can be rebuilt:
-train the expert, then `ildata collect --policy <run folder> ...`. The policy is saved as an
-SB3 zip under `policy/` and loaded back through `algos.policies.load_sb3` (no unpickling).
+Kept as recipes (recipes/expert-*.yaml) so the shipped experts (datasets/experts/) and the shipped
+Pendulum data can be rebuilt: train the expert, then `ildata collect --policy <run folder> ...`.
+Training is `algos.online`'s: `make_vec_env` (seeded episodes, the step counter) and a layer
+learner (PPO, SAC or TRPO, `learner:` in SB3's words, see `algos.online.learners`), which never
+takes more than `total_timesteps` env steps. The policy is saved as an SB3 zip under `policy/`
+and loaded back through `algos.policies.load_sb3` (no unpickling).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import gymnasium as gym
-import numpy as np
 
-from algos.base import Algorithm, LogFn, quiet_import, register
-from algos.policies import SB3Policy, load_sb3, write_policy_meta
-from ildata.envs import make_env
+from algos.base import Algorithm, LogFn, register
+from algos.policies import load_sb3, write_policy_meta
 from ildata.episode import DataError
 from ildata.store import TrajectoryDataset
 
@@ -26,20 +26,26 @@ MODEL_FILE = "model.zip"
 
 @dataclass
 class ExpertConfig:
-    """Which SB3 algorithm, how long, and its constructor arguments (as in rl-baselines3-zoo)."""
+    """How long, in how many envs, and the learner (a mapping `algos.online.learners.learner_config` checks)."""
 
-    algorithm: Literal["SAC", "TD3", "PPO", "A2C", "DQN"] = "SAC"
-    total_timesteps: int = 20_000
-    policy: str = "MlpPolicy"
-    hyperparams: dict[str, Any] = field(default_factory=dict)  # e.g. learning_rate, policy_kwargs
-    log_interval: int = 1000  # env steps between metric rows (`total_timesteps` counts env steps too)
-    return_window: int = 10  # episodes averaged in `episode_return_mean`
+    RENAMED: ClassVar[dict[str, str]] = {"algorithm": "learner", "hyperparams": "learner"}
+
+    total_timesteps: int = 20_000  # env steps in all, an upper bound (the step counter checks it)
+    n_envs: int = 1
+    # `{algo: ppo | sac | trpo, ...}` with SB3's argument names (`rollout_steps` for n_steps)
+    learner: dict[str, Any] = field(default_factory=lambda: {"algo": "sac"})
+    log_interval: int = 1000  # env steps between metric rows (SB3 reports more often)
 
     def __post_init__(self) -> None:
+        from algos.online.learners import learner_config
+
         if self.total_timesteps < 1:
             raise DataError("total_timesteps: must be at least 1")
+        if self.n_envs < 1:
+            raise DataError("n_envs: must be at least 1")
         if self.log_interval < 1:
             raise DataError("log_interval: must be at least 1")
+        learner_config(self.learner)  # checked now, before anything trains
 
 
 @register("rl")
@@ -55,43 +61,32 @@ class Expert(Algorithm):
         self.model: Any = None  # the SB3 model
 
     def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
+        """Train for at most `total_timesteps` env steps; log SB3's metrics with `env_steps`."""
+        from algos.online.learners import learner_config, make_learner
+        from algos.online.vec_env import make_vec_env
+
         env_id = env_id or self.env_id
         if env_id is None:
             raise DataError("env: the rl algorithm trains in an env")
-        sb3 = quiet_import("stable_baselines3")
-        from stable_baselines3.common.callbacks import BaseCallback
-        from stable_baselines3.common.monitor import Monitor
-
-        cfg = self.config
         self.env_id = env_id
-        env: Monitor = Monitor(make_env(env_id))
-        try:
-            self.model = getattr(sb3, cfg.algorithm)(cfg.policy, env, seed=self.seed, device="cpu", verbose=0, **cfg.hyperparams)
-        except TypeError as exc:  # an unknown constructor argument
-            raise DataError(f"config.hyperparams: {exc}") from None
-        returns: deque[float] = deque(maxlen=cfg.return_window)
+        venv = make_vec_env(env_id, self.config.n_envs, seed=self.seed)
         last: dict[str, float] = {}
+        logged = [0]  # env steps at the last row written
 
-        class Logger(BaseCallback):
-            """Collect finished episodes' returns; emit a metric row every `log_interval` steps."""
+        def forward(step: int, metrics: dict[str, float]) -> None:
+            last.update(metrics, env_steps=float(venv.steps))
+            if "rollout/ep_rew_mean" in metrics:
+                last["episode_return_mean"] = metrics["rollout/ep_rew_mean"]
+            if log is not None and (venv.steps - logged[0] >= self.config.log_interval or venv.steps >= budget):
+                logged[0] = venv.steps
+                log(step, dict(last))
 
-            def _on_step(self) -> bool:
-                nonlocal last
-                for info in self.locals.get("infos", []):
-                    if "episode" in info:
-                        returns.append(float(info["episode"]["r"]))
-                if self.num_timesteps % cfg.log_interval == 0 and returns:
-                    last = {
-                        "episode_return_mean": float(np.mean(returns)),
-                        "episodes": float(len(env.get_episode_rewards())),
-                    }
-                    if log is not None:
-                        log(self.num_timesteps, last)
-                return True
-
-        self.model.learn(total_timesteps=cfg.total_timesteps, callback=Logger())
-        env.close()
-        self.policy = SB3Policy(self.model)
+        learner = make_learner(learner_config(self.config.learner), venv, seed=self.seed, log=forward)
+        budget = learner.plan(self.config.total_timesteps)
+        learner.learn(self.config.total_timesteps)
+        venv.close()
+        self.model = learner.model
+        self.policy = learner.policy
         return last
 
     def _save_state(self, run_dir: Path) -> None:
@@ -108,7 +103,7 @@ class Expert(Algorithm):
             self.model.action_space,
             file=MODEL_FILE,
             env_id=self.env_id,
-            algorithm=self.config.algorithm,
+            algorithm=type(self.model).__name__,
         )
 
     def _load_state(self, run_dir: Path) -> None:

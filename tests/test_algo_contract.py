@@ -50,8 +50,8 @@ class Case:
 
 
 CASES: dict[str, Case] = {
-    "rl": Case(env_id="Pendulum-v1", dataset=None, config={"hyperparams": {"learning_starts": 64, "policy_kwargs": {"net_arch": [16]}}}),
-    "density": Case(config={"ppo": {"total_timesteps": 128, "batch_size": 32}}),
+    "rl": Case(env_id="Pendulum-v1", dataset=None, config={"learner": {"algo": "sac", "learning_starts": 64, "net_arch": [16]}}),
+    "density": Case(config={"total_timesteps": 128, "learner": {"batch_size": 32}}),
     "tabular_optimal": Case(env_id="ildata/CliffWorld-v0", dataset=None),
     "mce_irl": Case(env_id="ildata/CliffWorld-v0", dataset="gridworld-expert", episodes=20),
 }

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from scipy.stats import permutation_test
 
 import ildata
 from algos.base import seed_everything
-from algos.density import DensityConfig, DensityReward, LearnedRewardWrapper, relabel
-from algos.learners import PPOConfig
+from algos.density import DensityConfig, DensityReward, relabel
+from algos.online.learners import PPOConfig
+from algos.online.vec_env import base_env
 from algos.policies import evaluate, load_policy
 from algos.recipe import load_recipe
 from algos.sampler import run_positions
@@ -128,7 +128,8 @@ def test_ppo_is_fed_the_density_reward(expert, tmp_path: Path) -> None:
             features="state",
             max_samples=2000,
             # normalize_reward off, so that the buffer holds the raw learned reward
-            ppo=PPOConfig(total_timesteps=512, rollout_steps=256, n_epochs=2, normalize_reward=False),
+            total_timesteps=600,  # two 256-step rollouts fit; a third would not
+            learner=PPOConfig(rollout_steps=256, n_epochs=2, normalize_reward=False),
             reward_margin=None,
         ),
         observation_space=expert.observation_space,
@@ -144,6 +145,9 @@ def test_ppo_is_fed_the_density_reward(expert, tmp_path: Path) -> None:
     assert 5 < metrics["ppo_env_return_mean"] < 200
     assert metrics["ppo_learned_reward_mean"] == pytest.approx(float(buffer.rewards.mean()))
     assert len(logged) == 3  # the density fit, then one entry per PPO rollout
+    # Budget: total_timesteps bounds the env steps the vec env's own counter saw.
+    assert metrics["env_steps"] == base_env(algo.ppo.get_env()).steps == 512 <= algo.config.total_timesteps
+    assert [m["env_steps"] for m in logged[1:]] == [256, 512]
 
     algo.save(tmp_path)
     again = DensityReward.load(tmp_path)
@@ -156,7 +160,7 @@ def test_ppo_is_fed_the_density_reward(expert, tmp_path: Path) -> None:
 def test_ppo_on_the_recipe_reward_beats_a_random_policy(expert) -> None:
     """The shipped recipe (fewer PPO steps) imitates: in seals/CartPole-v0 (500-step episodes,
     true reward 1 while the pole is up) its policy's true returns beat a random policy's."""
-    recipe = load_recipe(ROOT / "recipes" / "density-cartpole.yaml", ["config.ppo.total_timesteps=60000"])
+    recipe = load_recipe(ROOT / "recipes" / "density-cartpole.yaml", ["config.total_timesteps=60000"])
     seed_everything(recipe.seed, recipe.threads)  # as `ildata train` does: same numerics in any test order
     algo = DensityReward(recipe.config, observation_space=expert.observation_space, action_space=expert.action_space, seed=recipe.seed)
     algo.fit(expert, env_id=recipe.env)
@@ -168,14 +172,18 @@ def test_ppo_on_the_recipe_reward_beats_a_random_policy(expert) -> None:
     assert result.pvalue < 0.01 and trained.mean() > 2 * random.mean(), (trained, random)
 
 
-def test_wrapper_replaces_reward_and_keeps_the_env_reward(expert) -> None:
+def test_ppo_reward_is_the_density_at_each_timestep(expert) -> None:
+    """The layer's reward wrapper hands the per-timestep model each transition's step index."""
+    from algos.online.reward_wrapper import RewardVecEnvWrapper
+    from algos.online.vec_env import make_vec_env
+
     algo, _ = _fit(expert, features="state_action", stationary=False)
-    env = LearnedRewardWrapper(gym.make("CartPole-v1"), algo.reward)
-    obs, _ = env.reset(seed=3)
+    venv = RewardVecEnvWrapper(make_vec_env("CartPole-v1", 1, seed=3), lambda o, a, n, term, t: algo.reward(o, a, n, t=t), timesteps=True)
+    obs = venv.reset()
     for t in range(3):
-        next_obs, reward, *_, info = env.step(1)
-        expected = algo.reward(obs[None], np.array([1]), next_obs[None], t=np.array([t]))[0]
-        assert reward == pytest.approx(expected) and info["env_reward"] == 1.0
+        next_obs, reward, _, info = venv.step(np.array([1]))
+        expected = algo.reward(obs, np.array([1]), next_obs, t=np.array([t]))[0]
+        assert reward[0] == pytest.approx(expected, rel=1e-6) and info[0]["env_reward"] == 1.0
         obs = next_obs
 
 
@@ -184,3 +192,11 @@ def test_bad_config_names_the_key() -> None:
         DensityConfig(features="action")
     with pytest.raises(DataError, match="bandwidth"):
         DensityConfig(bandwidth=0.0)
+    from algos.recipe import build_dataclass
+
+    with pytest.raises(DataError, match=r"^config.ppo was renamed to config.learner$"):
+        build_dataclass(DensityConfig, {"ppo": {"total_timesteps": 5}}, "config")
+    with pytest.raises(DataError, match=r"^config.learner.n_steps was renamed to config.learner.rollout_steps$"):
+        build_dataclass(DensityConfig, {"learner": {"n_steps": 5}}, "config")
+    with pytest.raises(DataError, match=r"^config.ppo_timesteps was renamed to config.total_timesteps$"):
+        build_dataclass(DensityConfig, {"ppo_timesteps": 5}, "config")

@@ -195,7 +195,7 @@ def test_recorder_saves_true_episodes_as_store(tmp_path: Path, env_id: str, term
     np.testing.assert_allclose(np.asarray(reopened.returns), np.array([true_returns[s] for s in sorted(true_returns)]))
     for k in range(len(reopened)):
         ep = reopened[k]
-        np.testing.assert_array_equal(np.asarray(ep.obs)[-1], finals[int(ep.seed)])  # type: ignore[arg-type]
+        np.testing.assert_array_equal(np.asarray(ep.obs)[-1], finals[int(ep.seed)])
         assert ep.terminated == terminated and ep.truncated == (not terminated)
     result = run_cli("inspect", str(tmp_path / "round-0"))
     assert result.returncode == 0, result.stderr
@@ -205,9 +205,9 @@ def test_recorder_saves_true_episodes_as_store(tmp_path: Path, env_id: str, term
 
 
 LEARNER_CASES = [
-    ("CartPole-v1", 2, PPOConfig(n_steps=32, batch_size=32, n_epochs=1), 150, 128),
+    ("CartPole-v1", 2, PPOConfig(rollout_steps=32, batch_size=32, n_epochs=1), 150, 128),
     ("Pendulum-v1", 1, SACConfig(learning_starts=20, batch_size=16, train_freq=2, buffer_size=1000), 61, 60),
-    ("CartPole-v1", 1, TRPOConfig(n_steps=64, batch_size=64, n_critic_updates=1), 150, 128),
+    ("CartPole-v1", 1, TRPOConfig(rollout_steps=64, batch_size=64, n_critic_updates=1), 150, 128),
 ]
 
 
@@ -248,7 +248,7 @@ def test_one_online_round_learns_on_the_learned_reward_and_records_true_returns(
     net = RewardNet(venv.observation_space, venv.action_space)
     wrapped = RewardVecEnvWrapper(recorder, net.predict)
     logged: list[dict[str, float]] = []
-    learner = make_learner(PPOConfig(n_steps=64, batch_size=64, n_epochs=1), wrapped, log=lambda step, m: logged.append(m))
+    learner = make_learner(PPOConfig(rollout_steps=64, batch_size=64, n_epochs=1), wrapped, log=lambda step, m: logged.append(m))
     assert learner.learn(300) == 256 == venv.steps
     buffer = learner.model.rollout_buffer  # type: ignore[attr-defined]
     assert not np.allclose(buffer.rewards, 1.0)  # PPO saw the learned reward, not CartPole's 1 per step
@@ -274,6 +274,12 @@ def test_learner_config_from_recipe_mapping() -> None:
         learner_config({"algo": "ppo", "n_step": 5})
     with pytest.raises(DataError, match="learner.algo"):
         learner_config({"algo": "dqn"})
+    # SB3's n_steps is rollout_steps here (env steps and gradient steps are different words)
+    assert learner_config({"algo": "trpo", "rollout_steps": 64}) == TRPOConfig(rollout_steps=64)
+    with pytest.raises(DataError, match="^learner.n_steps was renamed to learner.rollout_steps$"):
+        learner_config({"algo": "ppo", "n_steps": 64})
+    with pytest.raises(DataError, match="rollout_steps: must be at least 1"):
+        learner_config({"rollout_steps": 0})
 
 
 # ----------------------------------------------------------------------------- reward nets

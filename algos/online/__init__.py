@@ -11,3 +11,7 @@ One module per responsibility, used in this order (innermost first)::
 The recorder sits inside the reward wrapper so it records the env's true rewards.
 Modules import torch / stable-baselines3 at import time; `ildata/` never imports this package.
 """
+
+from algos.base import quiet_import
+
+quiet_import("stable_baselines3")  # once, without legacy gym's banner (see quiet_import)

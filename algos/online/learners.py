@@ -6,9 +6,14 @@
     learner.save(directory); Learner.load(directory, venv)
 
 Configs are typed dataclasses a recipe's `learner:` mapping fits key for key
-(`learner: {algo: ppo, n_steps: 512, batch_size: 64, learning_rate: 3e-4}`), with SB3's own
-parameter names. Budget contract: SB3 rounds `learn(total_timesteps)` *up* to whole units (an
-on-policy rollout of `n_steps * n_envs` env steps; an off-policy collection of
+(`learner: {algo: ppo, rollout_steps: 512, batch_size: 64, learning_rate: 3e-4}`), with SB3's own
+parameter names except one: SB3's `n_steps` (env steps per env between two updates) is
+`rollout_steps`, because gradient steps and env steps are different words everywhere (`n_steps`
+is refused with its new name). How many env steps in all and in how many parallel envs are the
+algorithm's settings (`total_timesteps`, `n_envs`), not the learner's. `normalize_reward` (not an
+SB3 argument) scales the rewards the learner sees by a running std of returns (SB3's
+`VecNormalize`; its statistics are not saved). Budget contract: SB3 rounds `learn(total_timesteps)` *up* to whole units (an
+on-policy rollout of `rollout_steps * n_envs` env steps; an off-policy collection of
 `train_freq * n_envs`), so `learn(n)` runs the largest whole number of units that fits in n
 (`plan(n)` says how many steps that is; a budget below one unit takes no step and warns).
 Persistence is a JSON config plus torch state dicts (`torch.load(weights_only=True)`): no
@@ -27,9 +32,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import KVWriter
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from algos.base import LogFn, quiet_import
 from algos.online.vec_env import base_env, make_vec_env
@@ -43,12 +48,17 @@ POLICY_KIND = "sb3-learner"  # policy.json kind: `algos.policies.load_policy(lea
 PARAMS_FILE = "parameters.pt"
 
 
+RENAMED_N_STEPS: dict[str, str] = {"n_steps": "rollout_steps"}
+
+
 @dataclass
 class PPOConfig:
-    """stable_baselines3.PPO's arguments (same names); `net_arch` goes to `policy_kwargs`."""
+    """stable_baselines3.PPO's arguments (same names but `rollout_steps`); `net_arch` goes to `policy_kwargs`."""
+
+    RENAMED: ClassVar[dict[str, str]] = RENAMED_N_STEPS
 
     algo: Literal["ppo"] = "ppo"
-    n_steps: int = 2048  # per env: a rollout is n_steps * n_envs env steps
+    rollout_steps: int = 2048  # SB3's n_steps, per env: a rollout is rollout_steps * n_envs env steps
     batch_size: int = 64
     n_epochs: int = 10
     learning_rate: float = 3e-4
@@ -61,6 +71,10 @@ class PPOConfig:
     normalize_advantage: bool = True
     target_kl: float | None = None
     net_arch: list[int] | None = None
+    normalize_reward: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "rollout_steps", "batch_size", "n_epochs")
 
 
 @dataclass
@@ -79,14 +93,20 @@ class SACConfig:
     ent_coef: str | float = "auto"
     target_update_interval: int = 1
     net_arch: list[int] | None = None
+    normalize_reward: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "buffer_size", "batch_size", "train_freq")
 
 
 @dataclass
 class TRPOConfig:
-    """sb3_contrib.TRPO's arguments (same names); imitation's original GAIL learner."""
+    """sb3_contrib.TRPO's arguments (same names but `rollout_steps`); imitation's original GAIL learner."""
+
+    RENAMED: ClassVar[dict[str, str]] = RENAMED_N_STEPS
 
     algo: Literal["trpo"] = "trpo"
-    n_steps: int = 2048
+    rollout_steps: int = 2048  # SB3's n_steps
     batch_size: int = 128
     learning_rate: float = 1e-3  # the critic's
     gamma: float = 0.99
@@ -99,6 +119,17 @@ class TRPOConfig:
     target_kl: float = 0.01
     normalize_advantage: bool = True
     net_arch: list[int] | None = None
+    normalize_reward: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "rollout_steps", "batch_size")
+
+
+def _check_positive(config: object, *names: str) -> None:
+    """DataError naming the first field that is not at least 1 (recipes prefix the key)."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise DataError(f"{name}: must be at least 1, got {getattr(config, name)}")
 
 
 LearnerConfig = PPOConfig | SACConfig | TRPOConfig
@@ -153,25 +184,31 @@ class Learner:
         self.venv = venv
         self.seed = seed
         self.log = log
-        kwargs = {k: v for k, v in asdict(config).items() if k not in ("algo", "net_arch")}
+        kwargs = {k: v for k, v in asdict(config).items() if k not in ("algo", "net_arch", "normalize_reward")}
+        if "rollout_steps" in kwargs:
+            kwargs["n_steps"] = kwargs.pop("rollout_steps")
         if config.net_arch is not None:
             kwargs["policy_kwargs"] = {"net_arch": list(config.net_arch)}
         module, name = self.sb3_class
         policy = "MultiInputPolicy" if isinstance(venv.observation_space, gym.spaces.Dict) else "MlpPolicy"
+        if config.normalize_reward:  # the learner sees scaled rewards; the stack below is unchanged
+            venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=config.gamma)
         self.model: BaseAlgorithm = getattr(quiet_import(module), name)(policy, venv, seed=seed, device="cpu", verbose=0, **kwargs)
 
     @property
     def unit(self) -> int:
         """Env steps SB3 takes as one indivisible piece of `learn()`."""
-        per_env = self.config.n_steps if isinstance(self.config, (PPOConfig, TRPOConfig)) else self.config.train_freq
+        per_env = self.config.rollout_steps if isinstance(self.config, (PPOConfig, TRPOConfig)) else self.config.train_freq
         return per_env * self.venv.num_envs
 
     def plan(self, n_env_steps: int) -> int:
         """The env steps `learn(n_env_steps)` will take: the largest whole number of units <= n."""
         return (max(n_env_steps, 0) // self.unit) * self.unit
 
-    def learn(self, n_env_steps: int) -> int:
-        """Train for at most `n_env_steps` env steps (see `plan`); return the steps taken."""
+    def learn(self, n_env_steps: int, *, callback: BaseCallback | None = None) -> int:
+        """Train for at most `n_env_steps` env steps (see `plan`); return the steps taken.
+
+        `callback`: an extra SB3 callback (an algorithm's own progress metrics)."""
         steps = self.plan(n_env_steps)
         if steps == 0:
             warnings.warn(
@@ -182,8 +219,10 @@ class Learner:
             return 0
         counter = base_env(self.venv)
         before = counter.steps
-        callback = LogForwarder(self.log) if self.log is not None else None
-        self.model.learn(total_timesteps=steps, callback=callback, reset_num_timesteps=False, log_interval=1, progress_bar=False)
+        callbacks: list[BaseCallback] = [c for c in (LogForwarder(self.log) if self.log is not None else None, callback) if c is not None]
+        self.model.learn(
+            total_timesteps=steps, callback=CallbackList(callbacks), reset_num_timesteps=False, log_interval=1, progress_bar=False
+        )
         return counter.steps - before
 
     @property
