@@ -1,4 +1,5 @@
-"""Policies as plain callables obs -> action, loaded from a run folder, an SB3 zip or `random`.
+"""Policies as plain callables obs -> action, loaded from a run folder, an SB3 zip, `random`,
+or a shipped expert named `expert:NAME` (a folder of the repository's datasets/experts/).
 
 Every policy acts on a batch (leading axis) and, called with one observation, on that one.
 A run folder keeps its policy under `policy/`: `policy.json` says which loader rebuilds it
@@ -39,7 +40,15 @@ PolicyLoader = Callable[[Path, PolicyMeta], "Policy"]
 # policy.json "kind" -> the function rebuilding that kind of policy from its folder. An algorithm
 # saving a new kind registers its loader with `@POLICY_LOADERS.register("kind")` in its module
 # (and lists the module here if it is not already listed).
-POLICY_LOADERS: Registry[PolicyLoader] = Registry("policy kind", ("algos.policies", "algos.bc", "algos.tabular_mdp"))
+POLICY_LOADERS: Registry[PolicyLoader] = Registry(
+    "policy kind", ("algos.policies", "algos.bc", "algos.tabular_mdp", "algos.online.learners")
+)
+
+# Shipped experts: `expert:NAME` names the policy folder datasets/experts/NAME of this repository
+# (found from the algos package, so it works from any working directory).
+EXPERT_PREFIX = "expert:"
+EXPERTS_DIR = Path(__file__).resolve().parents[1] / "datasets" / "experts"
+EXPERT_FILE = "expert.json"  # beside policy.json: recipe, command, measured returns
 
 
 class Policy:
@@ -118,6 +127,17 @@ def _sb3_policy_class(entry: dict[str, Any]) -> tuple[str, type]:
     return module_name, cls
 
 
+def _sb3_algorithm(module_name: str, data: dict[str, Any]) -> Any:
+    """The algorithm class that saved a zip: PPO, A2C and sb3-contrib's TRPO share policies,
+    so their saved hyperparameters tell them apart (TRPO's conjugate gradient, PPO's clip range)."""
+    candidates = _SB3_ALGOS[module_name]
+    if len(candidates) > 1:
+        if "cg_max_steps" in data:
+            return quiet_import("sb3_contrib").TRPO
+        candidates = ("PPO",) if "clip_range" in data else ("A2C",)
+    return getattr(quiet_import("stable_baselines3"), candidates[0])
+
+
 def _check_space_entry(name: str, entry: dict[str, Any], space: gym.Space) -> None:
     """Compare the readable fields SB3 stores beside a pickled space with the env's space."""
     shape = entry.get("_shape")
@@ -138,8 +158,6 @@ def load_sb3(path: str | Path, env_id: str, deterministic: bool = True) -> SB3Po
     policy class from an allow-list, schedules by constants (they only matter for training).
     The weights load through `torch.load(weights_only=True)` inside SB3.
     """
-    stable_baselines3 = quiet_import("stable_baselines3")
-
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -164,11 +182,7 @@ def load_sb3(path: str | Path, env_id: str, deterministic: bool = True) -> SB3Po
         exploration_schedule=lambda _: 0.0,
         train_freq=1,  # off-policy algorithms rebuild a TrainFreq from it; unused for inference
     )
-    candidates = _SB3_ALGOS[module_name]
-    if len(candidates) > 1:  # PPO and A2C share policies; only PPO saves a clip range
-        candidates = ("PPO",) if "clip_range" in data else ("A2C",)
-    algo = getattr(stable_baselines3, candidates[0])
-    model = algo.load(path, custom_objects=custom, device="cpu")
+    model = _sb3_algorithm(module_name, data).load(path, custom_objects=custom, device="cpu")
     return SB3Policy(model, deterministic)
 
 
@@ -213,15 +227,48 @@ def _policy_dir(path: Path) -> Path:
     return path / "policy" if (path / "policy" / POLICY_FILE).exists() else path
 
 
+def shipped_experts() -> list[str]:
+    """Names of the experts shipped in datasets/experts/ (folders holding a policy.json)."""
+    if not EXPERTS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in EXPERTS_DIR.iterdir() if (p / POLICY_FILE).is_file())
+
+
+def policy_path(spec: str | Path) -> Path:
+    """The path a policy spec names: `expert:NAME` -> datasets/experts/NAME, else the path itself."""
+    text = str(spec)
+    if not text.startswith(EXPERT_PREFIX):
+        return Path(spec)
+    name = text[len(EXPERT_PREFIX) :]
+    if name not in shipped_experts():
+        raise DataError(f"{text}: no such shipped expert (shipped: {', '.join(shipped_experts()) or 'none'})")
+    return EXPERTS_DIR / name
+
+
+def policy_env_id(spec: str | Path) -> str | None:
+    """The env a policy folder (or `expert:NAME`) was trained in, from its policy.json; else None."""
+    if str(spec) == "random":
+        return None
+    path = policy_path(spec)
+    if not path.is_dir():
+        return None
+    try:
+        env_id = json.loads((_policy_dir(path) / POLICY_FILE).read_text()).get("env_id")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return env_id if isinstance(env_id, str) else None
+
+
 def load_policy(spec: str | Path, *, env_id: str | None = None, deterministic: bool = True, seed: int = 0) -> Policy:
-    """`random`, an SB3 zip (needs `env_id` for its spaces), a run folder or its `policy/`."""
+    """`random`, `expert:NAME` (a shipped expert), an SB3 zip (needs `env_id` for its spaces),
+    a run folder or its `policy/`."""
     if str(spec) == "random":
         if env_id is None:
             raise DataError("the random policy needs an env (--env)")
         return Random(*env_spaces(env_id), seed=seed)
-    path = Path(spec)
+    path = policy_path(spec)
     if not path.exists():
-        raise DataError(f"{path}: no such policy (give a run folder, an SB3 zip or 'random')")
+        raise DataError(f"{path}: no such policy (give a run folder, an SB3 zip, 'random' or expert:NAME)")
     if path.is_file():
         if env_id is None:
             raise DataError(f"{path}: an SB3 zip needs an env (--env) for its spaces")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,13 +10,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "collect",
         help="roll a policy out in gymnasium vector envs and save the episodes as an ildata store",
         description=(
-            "POLICY is a stable-baselines3 zip, an ildata run folder, or 'random'. Episode k is reset with "
+            "POLICY is a stable-baselines3 zip, an ildata run folder, a shipped expert (expert:NAME), or 'random'. Episode k is reset with "
             "seed SEED+k; terminated/truncated flags, the final observation, rewards and seeds are recorded, "
             "with the policy's and a random policy's mean return (the normalised score's ends)."
         ),
     )
     p.add_argument("dst", help="destination dataset folder")
-    p.add_argument("--policy", required=True, help="SB3 zip, ildata run folder, or 'random'")
+    p.add_argument("--policy", required=True, help="SB3 zip, ildata run folder, expert:NAME, or 'random'")
     p.add_argument("--env", dest="env_id", required=True, help="gymnasium env id (seals/... and ildata/... ids work)")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes to record")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
@@ -30,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from algos.policies import load_policy  # lazy: the data layer never imports torch at load time
+    from algos.policies import load_policy, policy_path  # lazy: the data layer never imports torch at load time
     from ildata.collect import collect
     from ildata.store import sha256_path
 
@@ -38,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy, env_id=args.env_id, deterministic=not args.stochastic, seed=args.seed)
     args.error_subject = args.dst
     provenance: dict[str, object] = {"deterministic": not args.stochastic}
-    if Path(args.policy).exists():
-        provenance["policy_sha256"] = sha256_path(Path(args.policy))
+    if args.policy != "random" and policy_path(args.policy).exists():
+        provenance["policy_sha256"] = sha256_path(policy_path(args.policy))
     ds = collect(
         policy,
         args.env_id,

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
-        help="evaluate a run folder, SB3 zip or 'random' policy: mean/std return and normalised score",
+        help="evaluate a run folder, SB3 zip, shipped expert (expert:NAME) or 'random': mean/std return and normalised score",
         description=(
             "Episodes are reset with seeds SEED, SEED+1, ... The normalised score uses the expert and random "
             "returns recorded by the run's dataset (or by --dataset)."
         ),
     )
-    p.add_argument("policy", help="run folder, policy folder, SB3 zip, or 'random'")
-    p.add_argument("--env", dest="env_id", help="gymnasium env id (default: the run's evaluation env)")
+    p.add_argument("policy", help="run folder, policy folder, SB3 zip, expert:NAME (a shipped expert), or 'random'")
+    p.add_argument("--env", dest="env_id", help="gymnasium env id (default: the run's evaluation env, else the policy's)")
     p.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode (default 100000, as train)")
     p.add_argument("--num-envs", type=int, default=8, help="parallel envs (default 8)")
@@ -28,11 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from algos.policies import evaluate, format_report, load_policy, reference_returns, score_report
+    from algos.policies import evaluate, format_report, load_policy, policy_env_id, policy_path, reference_returns, score_report
     from ildata.episode import DataError
 
     args.error_subject = args.policy
-    run_dir = Path(args.policy)
+    run_dir = policy_path(args.policy)
     references: dict[str, float | None] = {"expert_return": None, "random_return": None}
     env_id = args.env_id
     if (run_dir / "dataset.json").exists():  # a run folder: its dataset's references and env
@@ -47,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         import ildata
 
         references = reference_returns(ildata.load(args.dataset))
+    env_id = env_id or policy_env_id(args.policy)
     if env_id is None:
         raise DataError("no env: pass --env ENV_ID")
     policy = load_policy(args.policy, env_id=env_id, deterministic=not args.stochastic, seed=args.seed)
