@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "eval",
     "verify",
+    "merge",
 )
 
 # name -> command module (with `register(subparsers)`), imported on first use.

@@ -34,9 +34,9 @@ def check_compatible(datasets: Sequence[TrajectoryDataset]) -> None:
         differs = None
         if not (first.meta.spaces_inferred or ds.meta.spaces_inferred):
             if ds.meta.observation_space != first.meta.observation_space:
-                differs = f"observation space {ds.observation_space} differs from {first.observation_space}"
+                differs = f"observation space {ds.observation_space} differs from part 1's {first.observation_space}"
             elif ds.meta.action_space != first.meta.action_space:
-                differs = f"action space {ds.action_space} differs from {first.action_space}"
+                differs = f"action space {ds.action_space} differs from part 1's {first.action_space}"
         mine = {k: f for k, f in ds.meta.features.items() if k != INFOS}
         theirs = {k: f for k, f in first.meta.features.items() if k != INFOS}
         if differs is None and ds.meta.has_rewards != first.meta.has_rewards:
@@ -44,7 +44,7 @@ def check_compatible(datasets: Sequence[TrajectoryDataset]) -> None:
             differs += f" and {_name(first, 0)} " + ("does not" if ds.meta.has_rewards else "does")
         elif differs is None and mine != theirs:
             describe = lambda fs: ", ".join(f"{k} {f.dtype}{list(f.shape)}" for k, f in fs.items())  # noqa: E731
-            differs = f"features ({describe(mine)}) differ from ({describe(theirs)})"
+            differs = f"features ({describe(mine)}) differ from part 1's ({describe(theirs)})"
         if differs is not None:
             raise DataError(f"cannot concatenate {_name(ds, i)}: its {differs}")
 

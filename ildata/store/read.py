@@ -615,7 +615,7 @@ class TrajectoryDataset:
             whole = len(mine) == part.episodes and np.array_equal(mine, np.arange(part.episodes))
             out.append(
                 {
-                    "path": str(part.path),
+                    "path": str(part.path.absolute()),
                     "fingerprint": part.fingerprint,
                     "episodes": None if whole else episode_ranges(mine),
                     "provenance": part.provenance,
