@@ -28,6 +28,8 @@ COMMANDS: tuple[str, ...] = (
     "eval",
     "verify",
     "merge",
+    "list",
+    "render",
 )
 
 # name -> command module (with `register(subparsers)`), imported on first use.

@@ -44,12 +44,13 @@ def _noop(_: str) -> None:
     pass
 
 
-def resolve_source(src: str | Path) -> Path:
-    """`minari:NAMESPACE/NAME-vN` -> its folder; anything else is a path."""
+def resolve_source(src: str | Path, *, must_exist: bool = True) -> Path:
+    """`minari:NAMESPACE/NAME-vN` -> its folder (one that must exist, unless it is a
+    destination, `must_exist=False`); anything else is a path."""
     if isinstance(src, str) and src.startswith("minari:"):
-        from ildata.formats.minari_dir import resolve_minari_spec
+        from ildata.formats.minari.metadata import require_present, resolve_minari_spec
 
-        return resolve_minari_spec(src)
+        return require_present(src) if must_exist else resolve_minari_spec(src)
     return Path(src)
 
 
@@ -177,7 +178,11 @@ def convert(
 
     if to not in STORE_FORMATS and to not in WRITERS:
         raise DataError(f"unknown output format {to!r} (choose from {', '.join([*STORE_FORMATS, *WRITERS.names()])})")
-    dst = resolve_source(dst) if to == "minari" else Path(dst)
+    if horizon is not None and fixed_horizon is None:
+        raise DataError("horizon needs fixed_horizon ('absorbing' or 'truncate'): alone it would be ignored")
+    if horizon is not None and horizon < 1:
+        raise DataError(f"horizon must be a positive number of steps, got {horizon}")
+    dst = resolve_source(dst, must_exist=False) if to == "minari" else Path(dst)
     path = resolve_source(src)
     _check_source_path(path)
     check_destination(dst, overwrite=overwrite, sources=(path,))
@@ -197,9 +202,17 @@ def convert(
         from ildata.horizon import make_fixed_horizon
 
         stage(f"making fixed-horizon ({fixed_horizon})")
+        before = len(batch.lengths)
         batch = make_fixed_horizon(batch, fixed_horizon, horizon)
         if fixed_horizon == "absorbing" and obs_space is not None:
             obs_space = _absorbing_space(obs_space)
+        dropped = before - len(batch.lengths)
+        if dropped:  # the reader's notes count the source's episodes, not the ones kept
+            source.notes = [f"in the source's {before} episodes: {note}" for note in source.notes]
+            source.notes.append(
+                f"--fixed-horizon truncate kept {len(batch.lengths)} of {before} episodes: "
+                f"{dropped} shorter than {int(batch.lengths[0])} steps were dropped"
+            )
     provenance = Provenance(
         source_path=str(path.resolve()),
         source_format=source.format,

@@ -266,6 +266,17 @@ def _batches(paths: list[str], sizes: dict[str, int]) -> list[list[str]]:
     return out
 
 
+def push_plan(path: str | Path, repo_id: str, *, license: str | None = None, tags: Sequence[str] = ()) -> tuple[str, list[tuple[str, int]]]:
+    """What `push` would send, contacting nothing: the dataset card and (file, bytes) for every
+    file, README.md last. The store is checked as `push` checks it."""
+    root = Path(path)
+    ds = load(root, verify=True)
+    repo_id, _ = parse_ref(repo_id)
+    card = dataset_card(ds, repo_id, license=license, tags=tags)
+    files = [(rel, (root / rel).stat().st_size) for rel in _store_files(ds.info)]
+    return card, [*files, ("README.md", len(card.encode()))]
+
+
 def push(
     path: str | Path,
     repo_id: str,

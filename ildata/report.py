@@ -26,7 +26,7 @@ MAX_HISTOGRAM_BINS = 64
 
 
 @dataclass
-class _Input:
+class ReportInput:
     """The arrays a report needs, whether they come from a store or a freshly read source."""
 
     path: Path
@@ -44,6 +44,10 @@ class _Input:
     env_id: str | None
     feature_stats: dict[str, Any] | None  # precomputed (store) or None
     spaces_inferred: bool
+    disk_bytes: int = 0
+    fingerprint: str | None = None
+    provenance: dict[str, Any] | None = None
+    collection: dict[str, Any] | None = None
 
 
 def _disk_bytes(path: Path) -> int:
@@ -63,16 +67,30 @@ def _obs_features(obs: Any) -> dict[str, np.ndarray]:
     return {("obs" if not k else f"obs.{k}"): v for k, v in flatten_obs(obs).items()}
 
 
-def _from_store(path: Path, env_id: str | None) -> _Input:
-    """Through `ildata.load`, whose structural checks make a damaged store a DataError."""
+def store_bytes(root: Path, info: Mapping[str, Any]) -> int:
+    """Bytes of a store's own files, following links (a Hub cache snapshot links into its blobs)."""
+    from ildata.store import EPISODES_FILE, INFO_FILE, STATS_FILE
+
+    total = 0
+    for rel in [*info.get("data_files", []), EPISODES_FILE, STATS_FILE, INFO_FILE]:
+        try:
+            total += (root / rel).stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def _from_store(path: str | Path, env_id: str | None) -> ReportInput:
+    """Through `ildata.load` (a folder or `hf://owner/name@rev`), whose structural checks make a
+    damaged store a DataError."""
     from ildata.store import load
 
     ds = load(path)
     try:
         tr = ds.transitions()
         stats = ds.stats()
-        data = _Input(
-            path=path,
+        data = ReportInput(
+            path=ds.path,
             format=f"ildata v{ds.info['format_version']} (from {ds.info['provenance'].get('source_format')})",
             obs=_obs_features(tr.obs),
             acts=tr.acts,
@@ -87,6 +105,10 @@ def _from_store(path: Path, env_id: str | None) -> _Input:
             env_id=ds.env_id,
             feature_stats=stats.get("features"),
             spaces_inferred=bool(ds.info.get("spaces_inferred")),
+            disk_bytes=store_bytes(ds.path, ds.info),
+            fingerprint=ds.fingerprint,
+            provenance=ds.info.get("provenance"),
+            collection=ds.info.get("collection") if isinstance(ds.info.get("collection"), dict) else None,
         )
     except DataError:
         raise
@@ -100,7 +122,7 @@ def _from_store(path: Path, env_id: str | None) -> _Input:
     return data
 
 
-def _from_source(path: str | Path, env_id: str | None) -> _Input:
+def _from_source(path: str | Path, env_id: str | None) -> ReportInput:
     from ildata.conversion import read
     from ildata.spaces import infer_action_space, infer_obs_space, space_to_dict
     from ildata.store import split_obs
@@ -108,7 +130,7 @@ def _from_source(path: str | Path, env_id: str | None) -> _Input:
     source, path = read(path, env_id=env_id)
     batch = source.batch
     lengths = batch.lengths
-    return _Input(
+    return ReportInput(
         path=path,
         format=source.format,
         obs={k: split_obs(v, lengths)[0] for k, v in _obs_features(batch.obs).items()},
@@ -124,10 +146,12 @@ def _from_source(path: str | Path, env_id: str | None) -> _Input:
         env_id=source.env_id,
         feature_stats=None,
         spaces_inferred=source.observation_space is None or source.action_space is None,
+        disk_bytes=_disk_bytes(path),
+        provenance={"source_path": str(path), "source_format": source.format, "notes": source.notes} if source.notes else None,
     )
 
 
-def _termination(data: _Input) -> dict[str, int]:
+def _termination(data: ReportInput) -> dict[str, int]:
     known = data.termination_known.astype(bool)
     terminated = data.terminated.astype(bool)
     truncated = data.truncated.astype(bool)
@@ -175,6 +199,63 @@ def space_repr(space: Mapping[str, Any]) -> str:
     return str(kind)
 
 
+def _num(value: float) -> float | str:
+    """A bound as JSON can hold it: infinities as strings, as the spaces' JSON layout does."""
+    return value if np.isfinite(value) else str(value)
+
+
+def space_object(space: Mapping[str, Any]) -> dict[str, Any]:
+    """A space for `inspect --json`: its kind, dtype, shape and bounds as JSON values (a Box's
+    bounds as one number when they are the same everywhere, which keeps image spaces small)."""
+    kind = space["type"]
+    if kind == "Box":
+        low, high = _bounds(space)
+        out: dict[str, Any] = {"type": "Box", "dtype": str(np.dtype(space["dtype"])), "shape": list(space["shape"])}
+        for name, bound in (("low", low), ("high", high)):
+            flat = bound.astype(np.float64).ravel()
+            uniform = flat.size > 0 and bool((flat == flat[0]).all())
+            out[name] = _num(float(flat[0])) if uniform else [_num(float(v)) for v in flat.tolist()]
+        return out
+    if kind in ("Dict", "Tuple"):
+        subspaces = space["subspaces"]
+        if kind == "Dict":
+            return {"type": kind, "subspaces": {k: space_object(s) for k, s in subspaces.items()}}
+        return {"type": kind, "subspaces": [space_object(s) for s in subspaces]}
+    return {k: v for k, v in space.items()}
+
+
+def _g(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def space_text(space: Mapping[str, Any], indent: str = "") -> str:
+    """A space for people: kind, dtype, shape and value ranges, one line per Dict/Tuple entry."""
+    kind = space["type"]
+    if kind == "Box":
+        low, high = (b.astype(np.float64).ravel() for b in _bounds(space))
+        head = f"Box {np.dtype(space['dtype'])} {tuple(space['shape'])}"
+        if low.size == 0:
+            return head
+        if (low == low[0]).all() and (high == high[0]).all():
+            return f"{head} in [{_g(low[0])}, {_g(high[0])}]"
+        if low.size <= 8:
+            return f"{head}: " + " ".join(f"[{_g(lo)}, {_g(hi)}]" for lo, hi in zip(low, high))
+        return f"{head}: low {_g(low.min())}..{_g(low.max())}, high {_g(high.min())}..{_g(high.max())}"
+    if kind == "Discrete":
+        start, n = int(space.get("start", 0)), int(space["n"])
+        return f"Discrete: {n} values ({start}..{start + n - 1})"
+    if kind == "MultiDiscrete":
+        return f"MultiDiscrete: {list(np.asarray(space['nvec']).ravel().tolist())} values per entry"
+    if kind == "MultiBinary":
+        return f"MultiBinary {space['n']}"
+    if kind in ("Dict", "Tuple"):
+        subspaces = space["subspaces"]
+        items = subspaces.items() if kind == "Dict" else enumerate(subspaces)
+        inner = indent + "  "
+        return kind + "".join(f"\n{inner}{k}: {space_text(s, inner)}" for k, s in items)
+    return str(kind)
+
+
 def _short_repr(array: np.ndarray) -> str:
     if array.size and array.min() == array.max():
         return str(array.min())
@@ -218,7 +299,7 @@ def _non_finite(values: np.ndarray) -> int:
     return int(np.count_nonzero(~np.isfinite(rows).all(axis=1)))
 
 
-def _problems(data: _Input) -> list[str]:
+def _problems(data: ReportInput) -> list[str]:
     problems = []
     arrays = dict(data.obs) | {"acts": data.acts} | ({"rews": data.rews} if data.rews is not None else {})
     for name, values in arrays.items():
@@ -239,17 +320,30 @@ def _problems(data: _Input) -> list[str]:
     return problems
 
 
+def read_input(path: str | Path, *, env_id: str | None = None) -> tuple[ReportInput, str]:
+    """The arrays and metadata of a store (a folder or `hf://owner/name@rev`) or of any source
+    `convert` reads, plus the name to show for it."""
+    from ildata.store import INFO_FILE
+
+    if isinstance(path, str) and path.startswith("hf://"):
+        return _from_store(path, env_id), path
+    folder = Path(path)
+    # `path` may be a `minari:NAMESPACE/NAME-vN` spec, resolved by the source reader
+    data = _from_store(folder, env_id) if folder.is_dir() and (folder / INFO_FILE).is_file() else _from_source(path, env_id)
+    return data, str(data.path)
+
+
 def report(path: str | Path, *, env_id: str | None = None) -> dict[str, Any]:
     """Everything `ildata inspect` shows, as plain JSON-able data.
 
     A folder with meta/info.json is a store and goes through `ildata.load` (so a damaged one is
     refused as `convert` refuses it); anything else is read as a conversion source."""
-    from ildata.store import INFO_FILE
+    data, shown = read_input(path, env_id=env_id)
+    return report_from(data, shown)
 
-    spec = path  # may be a `minari:NAMESPACE/NAME-vN` spec, resolved by the source reader
-    path = Path(path)
-    data = _from_store(path, env_id) if path.is_dir() and (path / INFO_FILE).is_file() else _from_source(spec, env_id)
-    path = data.path
+
+def report_from(data: ReportInput, shown: str) -> dict[str, Any]:
+    """`report` of arrays already read (`read_input`), named `shown`."""
     features = {name: {"dtype": str(v.dtype), "shape": list(v.shape[1:])} for name, v in data.obs.items()}
     features["acts"] = {"dtype": str(data.acts.dtype), "shape": list(data.acts.shape[1:])}
     if data.rews is not None:
@@ -260,16 +354,19 @@ def report(path: str | Path, *, env_id: str | None = None) -> dict[str, Any]:
         arrays = dict(data.obs) | {"acts": data.acts} | ({"rews": data.rews} if data.rews is not None else {})
         per_feature = {name: feature_stats(values) for name, values in arrays.items()}
     return {
-        "path": str(path),
+        "path": shown,
         "format": data.format,
         "env_id": data.env_id,
+        "fingerprint": data.fingerprint,
+        "provenance": data.provenance,
+        "collection": data.collection,
         "episodes": len(data.lengths),
         "transitions": int(data.acts.shape[0]),
-        "observation_space": space_repr(data.observation_space),
-        "action_space": space_repr(data.action_space),
+        "observation_space": space_object(data.observation_space),
+        "action_space": space_object(data.action_space),
         "spaces_inferred": data.spaces_inferred,
         "features": features,
-        "disk_bytes": _disk_bytes(path),
+        "disk_bytes": data.disk_bytes,
         "rollout_stats": rollout_stats(data.lengths, data.returns),
         "feature_stats": per_feature,
         "action_histogram": _action_histogram(data.acts),
@@ -277,3 +374,158 @@ def report(path: str | Path, *, env_id: str | None = None) -> dict[str, Any]:
         "horizon": verdict(data.lengths).to_dict(),
         "problems": _problems(data),
     }
+
+
+# --------------------------------------------------------------------------- `ildata list`
+
+
+@dataclass
+class DatasetEntry:
+    """One line of `ildata list`: what a dataset is, read from its metadata files only."""
+
+    name: str  # a path, `minari:NS/NAME-vN` or `hf://owner/name@commit`
+    kind: str  # "ildata", "minari", "hub ildata", "hub imitation"
+    path: str
+    episodes: int | None = None
+    steps: int | None = None
+    env_id: str | None = None
+    bytes: int = 0
+    problem: str | None = None  # why the counts are missing (unreadable metadata)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("name", "kind", "path", "episodes", "steps", "env_id", "bytes", "problem")}
+
+
+def hub_cache_root() -> Path:
+    """huggingface_hub's cache folder, by its own rules (HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE,
+    HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub), without importing huggingface_hub."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return cache / "huggingface" / "hub"
+
+
+def _store_entry(root: Path, name: str, kind: str = "ildata") -> DatasetEntry:
+    from ildata.store import read_info
+
+    entry = DatasetEntry(name=name, kind=kind, path=str(root))
+    try:
+        info = read_info(root)
+    except DataError as exc:
+        entry.problem = str(exc)
+        return entry
+    entry.episodes, entry.steps, entry.env_id = info.totals.episodes, info.totals.transitions, info.env_id
+    entry.bytes = store_bytes(root, {"data_files": info.data_files})
+    return entry
+
+
+def _minari_entry(root: Path, name: str) -> DatasetEntry:
+    import json
+
+    from ildata.formats.minari.metadata import data_dir, load_json
+
+    entry = DatasetEntry(name=name, kind="minari", path=str(root), bytes=_disk_bytes(root))
+    folder = data_dir(root)
+    try:
+        if folder is None:
+            raise DataError("no data/metadata.json")
+        meta = load_json(folder / "metadata.json")
+        if not isinstance(meta, dict):
+            raise DataError("metadata.json is not an object")
+        episodes, steps = meta.get("total_episodes"), meta.get("total_steps")
+        entry.episodes = episodes if isinstance(episodes, int) else None
+        entry.steps = steps if isinstance(steps, int) else None
+        spec = meta.get("env_spec")
+        spec = json.loads(spec) if isinstance(spec, str) else spec
+        entry.env_id = spec.get("id") if isinstance(spec, dict) and isinstance(spec.get("id"), str) else None
+    except (DataError, ValueError) as exc:
+        entry.problem = str(exc)
+    return entry
+
+
+def _classify(path: Path) -> str | None:
+    from ildata.formats.minari.metadata import sniff as is_minari
+    from ildata.store import is_store
+
+    if is_store(path):
+        return "ildata"
+    if is_minari(path):
+        return "minari"
+    return None
+
+
+def _folder_entries(folder: Path) -> list[DatasetEntry]:
+    """Datasets at `folder` itself, or one level below it."""
+    if not folder.is_dir():
+        raise DataError("no such folder", subject=folder)
+    candidates = [folder] if _classify(folder) else sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries = []
+    for path in candidates:
+        kind = _classify(path)
+        if kind == "ildata":
+            entries.append(_store_entry(path, str(path)))
+        elif kind == "minari":
+            entries.append(_minari_entry(path, str(path)))
+    return entries
+
+
+def _minari_root_entries() -> list[DatasetEntry]:
+    """Datasets under Minari's root: `NAME-vN` or `NAMESPACE/.../NAME-vN` folders holding data/."""
+    from ildata.formats.minari.metadata import minari_root
+
+    root = minari_root()
+    if not root.is_dir():
+        return []
+    entries = []
+    for folder, dirs, _files in os.walk(root):
+        path = Path(folder)
+        if (path / "data" / "metadata.json").is_file():
+            dirs.clear()
+            entries.append(_minari_entry(path, "minari:" + path.relative_to(root).as_posix()))
+        else:
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return entries
+
+
+def _hub_cache_entries() -> list[DatasetEntry]:
+    """Dataset snapshots in huggingface_hub's cache (`datasets--OWNER--NAME/snapshots/COMMIT`),
+    named by the refs pointing at them; read from the folder layout alone (no network)."""
+    from ildata.store import DATA_DIR, INFO_FILE
+
+    root = hub_cache_root()
+    if not root.is_dir():
+        return []
+    entries = []
+    for repo in sorted(root.glob("datasets--*--*")):
+        owner, _, name = repo.name[len("datasets--") :].partition("--")
+        refs: dict[str, list[str]] = {}
+        refs_dir = repo / "refs"
+        if refs_dir.is_dir():
+            for ref in sorted(p for p in refs_dir.rglob("*") if p.is_file()):
+                try:
+                    commit = ref.read_text().strip()
+                except OSError:
+                    continue
+                refs.setdefault(commit, []).append(ref.relative_to(refs_dir).as_posix())
+        snapshots = repo / "snapshots"
+        for snapshot in sorted(p for p in snapshots.iterdir() if p.is_dir()) if snapshots.is_dir() else []:
+            names = refs.get(snapshot.name) or [snapshot.name[:12]]
+            label = f"hf://{owner}/{name}@{names[0]}"
+            if (snapshot / INFO_FILE).is_file():
+                entries.append(_store_entry(snapshot, label, kind="hub ildata"))
+            elif any((snapshot / DATA_DIR).rglob("*.parquet")):
+                shards = list((snapshot / DATA_DIR).rglob("*.parquet"))
+                entries.append(DatasetEntry(label, "hub imitation", str(snapshot), bytes=sum(f.stat().st_size for f in shards)))
+    return entries
+
+
+def find_datasets(folders: list[Path] | tuple[Path, ...] = (), *, local: bool = True) -> list[DatasetEntry]:
+    """Datasets in `folders` (each a dataset or a folder of them) and, with `local`, in the local
+    Minari root and Hub cache. Reads metadata files only: fast on any size of data."""
+    entries = [entry for folder in folders for entry in _folder_entries(Path(folder))]
+    if local:
+        entries += _minari_root_entries() + _hub_cache_entries()
+    return entries

@@ -67,7 +67,7 @@ def _run_with_broken_report(*args: str) -> subprocess.CompletedProcess[str]:
     code = (
         "import sys, ildata.report, ildata.cli\n"
         "def broken(*a, **k): raise RuntimeError('report exploded')\n"
-        "ildata.report.report = broken\n"
+        "ildata.report.read_input = broken\n"
         "sys.exit(ildata.cli.main(sys.argv[1:]))\n"
     )
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=300)

@@ -59,7 +59,9 @@ def test_cli_convert_then_inspect_json(tmp_path):
     assert report["termination"]["unknown"] == 57
     assert sum(report["action_histogram"].values()) == 26964
     assert report["action_histogram"]["1"] == 13396  # acts sum of a 0/1 action space
-    assert report["action_space"] == "Discrete(2)" and report["spaces_inferred"] is False
+    assert report["action_space"] == {"type": "Discrete", "dtype": "int64", "n": 2, "start": 0}  # an object, not a string
+    assert report["observation_space"]["type"] == "Box" and report["observation_space"]["shape"] == [4]
+    assert report["spaces_inferred"] is False
     assert report["problems"] == []
     # the human-readable form shows the same facts
     table = run_cli("inspect", str(tmp_path / "ds"))

@@ -19,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="convert a dataset (imitation pickle/npz/HF dir, Minari, d3rlpy, ildata) into an ildata store",
         description="Detects the source format by content and writes a new dataset atomically. SRC is never modified.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  ildata convert rollouts.pkl cartpole --env CartPole-v1      imitation pickle -> ildata store
+  ildata convert minari:D4RL/door/human-v2 door-human          a Minari dataset from its root
+  ildata convert cartpole cartpole-fixed --fixed-horizon truncate --horizon 200
+  ildata convert cartpole minari:me/cartpole-v0 --to minari   export for Minari users
+  ildata convert cartpole cartpole.h5 --to d3rlpy              export for d3rlpy""",
     )
     p.add_argument("src", help="source file or folder, or minari:NAMESPACE/NAME-vN")
     p.add_argument("dst", help="destination folder (must not exist unless --overwrite)")
@@ -42,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ildata.cli import printable
     from ildata.conversion import ExportResult, convert
+    from ildata.episode import DataError
 
+    if args.horizon is not None and args.fixed_horizon is None:
+        raise DataError("--horizon needs --fixed-horizon absorbing|truncate (alone it would be ignored)")
     args.error_subject = args.src
     console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     started = time.perf_counter()

@@ -15,6 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "DST. Repositories in imitation's Hub format (parquet) are converted. A cached revision "
             "works offline."
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  ildata pull me/cartpole-expert cartpole                   latest main
+  ildata pull me/cartpole-expert@v2 cartpole-v2             a branch or tag
+  ildata pull HumanCompatibleAI/ppo-CartPole-v1 cartpole    imitation's Hub format, converted
+  ildata inspect hf://me/cartpole-expert                    look first, without a copy""",
     )
     p.add_argument("repo", metavar="REPO_ID[@REVISION]", help="owner/name, optionally @branch, @tag or @commit")
     p.add_argument("dst", help="destination folder")

@@ -15,6 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "or `hf auth login`; HF_ENDPOINT selects another Hub. Files already on the Hub with the same "
             "content are skipped, so rerunning an interrupted push finishes it."
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  ildata push datasets/cartpole-expert me/cartpole-expert --dry-run   show the card and files, send nothing
+  ildata push datasets/cartpole-expert me/cartpole-expert --license mit
+  ildata push cartpole-v2 me/cartpole-expert --revision v2 -m 'more episodes'""",
     )
     p.add_argument("path", help="ildata dataset folder")
     p.add_argument("repo_id", help="owner/name of the Hub dataset repository")
@@ -23,13 +28,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--message", "-m", help="commit message")
     p.add_argument("--license", help="license id for the dataset card (default: unknown)")
     p.add_argument("--tag", dest="tags", action="append", default=[], help="extra dataset-card tag (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the dataset card and the files it would send; contact nothing")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ildata.hub import push
+    from ildata.hub import push, push_plan
 
     args.error_subject = args.path
+    if args.dry_run:
+        card, files = push_plan(args.path, args.repo_id, license=args.license, tags=args.tags)
+        print(card.rstrip("\n"))
+        print(
+            f"\n--- dry run: would send {len(files)} files ({sum(n for _, n in files) / 1e6:.2f} MB) to {args.repo_id}; nothing was contacted"
+        )
+        width = max(len(name) for name, _ in files)
+        for name, size in files:
+            print(f"  {name.ljust(width)}  {size:>12,} bytes")
+        return 0
     result = push(
         args.path,
         args.repo_id,

@@ -49,6 +49,20 @@ def resolve_minari_spec(spec: str) -> Path:
     return minari_root() / dataset_id
 
 
+def require_present(spec: str) -> Path:
+    """The folder of `minari:NAMESPACE/NAME-vN`, or a DataError saying where it was looked for
+    and how to get it (minari's own download, or `ildata convert` from files)."""
+    path = resolve_minari_spec(spec)
+    if not path.exists():
+        dataset_id = spec.removeprefix("minari:")
+        raise DataError(
+            f"Minari dataset {dataset_id} is not present under the Minari root {minari_root()} "
+            "(MINARI_DATASETS_PATH or ~/.minari/datasets): get it with "
+            f"`minari download {dataset_id}`, or make it from files with `ildata convert SRC minari:{dataset_id} --to minari`"
+        )
+    return path
+
+
 def dataset_id_for(dst: Path) -> str:
     """The id minari will know `dst` by: its path under the Minari root, else its folder name."""
     dst = Path(dst).absolute()
