@@ -6,12 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from support import DATASETS, run_cli
 
 import ildata
+from algos.base import load_algorithm
+from algos.expert import Expert, ExpertConfig
+from algos.online.vec_env import base_env
 from algos.policies import EXPERTS_DIR, evaluate, load_policy, policy_env_id, shipped_experts
+from algos.recipe import build_dataclass
 from ildata.cli import main
+from ildata.envs import env_spaces
 from ildata.episode import DataError
 
 # name -> (env, bar the mean return over 5 seeded episodes must beat)
@@ -67,3 +73,35 @@ def test_cli_eval_and_collect_take_an_expert_name(tmp_path: Path, capsys) -> Non
     assert main(["eval", "expert:nope", "--env", "CartPole-v1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such shipped expert" in err[0] and "pendulum-sac" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("env_id", "learner", "n_envs", "budget", "taken"),
+    [
+        ("CartPole-v1", {"algo": "trpo", "rollout_steps": 32, "batch_size": 32, "n_critic_updates": 1}, 2, 150, 128),
+        ("CartPole-v1", {"algo": "dqn", "learning_starts": 16, "train_freq": 4, "batch_size": 8}, 3, 100, 96),
+    ],
+    ids=["trpo", "dqn"],
+)
+def test_expert_trainer_budget_and_saved_policy(tmp_path: Path, env_id: str, learner: dict, n_envs: int, budget: int, taken: int) -> None:
+    """`total_timesteps` bounds the env steps the step counter saw; rows log `env_steps`; the SB3 zip
+    the run saves loads back (without unpickling) as the algorithm that wrote it."""
+    config = build_dataclass(ExpertConfig, {"total_timesteps": budget, "n_envs": n_envs, "log_interval": 1, "learner": learner}, "config")
+    algo = Expert(config, observation_space=None, action_space=None, seed=0)
+    rows: list[dict[str, float]] = []
+    metrics = algo.fit(None, env_id=env_id, log=lambda step, m: rows.append(m))
+    assert base_env(algo.model.get_env()).steps == metrics["env_steps"] == taken <= budget
+    assert rows and all(r["env_steps"] <= budget for r in rows)
+    algo.save(tmp_path / "run")
+    again = load_algorithm(tmp_path / "run")
+    assert isinstance(again, Expert) and type(again.model) is type(algo.model)  # TRPO is not mistaken for A2C
+    obs = np.stack([env_spaces(env_id)[0].sample() for _ in range(8)])
+    assert algo.policy is not None
+    np.testing.assert_array_equal(load_policy(tmp_path / "run", env_id=env_id)(obs), algo.policy(obs))
+
+
+def test_expert_config_renamed_keys() -> None:
+    with pytest.raises(DataError, match="^config.algorithm was renamed to config.learner$"):
+        build_dataclass(ExpertConfig, {"algorithm": "SAC"}, "config")
+    with pytest.raises(DataError, match="n_steps was renamed to learner.rollout_steps"):
+        build_dataclass(ExpertConfig, {"learner": {"algo": "ppo", "n_steps": 8}}, "config")

@@ -273,7 +273,7 @@ def test_learner_config_from_recipe_mapping() -> None:
     with pytest.raises(DataError, match="n_step"):
         learner_config({"algo": "ppo", "n_step": 5})
     with pytest.raises(DataError, match="learner.algo"):
-        learner_config({"algo": "dqn"})
+        learner_config({"algo": "a2c"})
     # SB3's n_steps is rollout_steps here (env steps and gradient steps are different words)
     assert learner_config({"algo": "trpo", "rollout_steps": 64}) == TRPOConfig(rollout_steps=64)
     with pytest.raises(DataError, match="^learner.n_steps was renamed to learner.rollout_steps$"):

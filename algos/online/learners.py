@@ -1,6 +1,6 @@
 """RL learners behind one small interface, for every online imitation algorithm.
 
-    learner = make_learner(config, venv, seed=0, log=log)   # config: PPOConfig | SACConfig | TRPOConfig
+    learner = make_learner(config, venv, seed=0, log=log)   # PPOConfig | SACConfig | TRPOConfig | DQNConfig
     learner.learn(n_env_steps)      # takes at most n env steps; returns how many it took
     learner.policy(obs_batch)       # an `algos.policies.SB3Policy` (deterministic)
     learner.save(directory); Learner.load(directory, venv)
@@ -125,6 +125,31 @@ class TRPOConfig:
         _check_positive(self, "rollout_steps", "batch_size")
 
 
+@dataclass
+class DQNConfig:
+    """stable_baselines3.DQN's arguments (same names); `train_freq` counts vector steps."""
+
+    algo: Literal["dqn"] = "dqn"
+    learning_rate: float = 1e-4
+    buffer_size: int = 1_000_000
+    learning_starts: int = 100
+    batch_size: int = 32
+    tau: float = 1.0
+    gamma: float = 0.99
+    train_freq: int = 4
+    gradient_steps: int = 1
+    target_update_interval: int = 10_000
+    exploration_fraction: float = 0.1  # of the steps of each learn() call
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.05
+    max_grad_norm: float = 10.0
+    net_arch: list[int] | None = None
+    normalize_reward: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "buffer_size", "batch_size", "train_freq")
+
+
 def _check_positive(config: object, *names: str) -> None:
     """DataError naming the first field that is not at least 1 (recipes prefix the key)."""
     for name in names:
@@ -132,8 +157,8 @@ def _check_positive(config: object, *names: str) -> None:
             raise DataError(f"{name}: must be at least 1, got {getattr(config, name)}")
 
 
-LearnerConfig = PPOConfig | SACConfig | TRPOConfig
-CONFIGS: dict[str, type[PPOConfig] | type[SACConfig] | type[TRPOConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "trpo": TRPOConfig}
+LearnerConfig = PPOConfig | SACConfig | TRPOConfig | DQNConfig
+CONFIGS: dict[str, type[LearnerConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "trpo": TRPOConfig, "dqn": DQNConfig}
 
 
 class _LogWriter(KVWriter):
@@ -290,7 +315,11 @@ class TRPOLearner(Learner):
     sb3_class = ("sb3_contrib", "TRPO")
 
 
-LEARNERS: dict[str, type[Learner]] = {"ppo": PPOLearner, "sac": SACLearner, "trpo": TRPOLearner}
+class DQNLearner(Learner):
+    sb3_class = ("stable_baselines3", "DQN")
+
+
+LEARNERS: dict[str, type[Learner]] = {"ppo": PPOLearner, "sac": SACLearner, "trpo": TRPOLearner, "dqn": DQNLearner}
 
 
 def learner_config(mapping: dict[str, Any]) -> LearnerConfig:
