@@ -184,7 +184,7 @@ class StoredColumn:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+    def __getitem__(self, rows: slice | Sequence[int] | np.ndarray) -> np.ndarray:
         if isinstance(rows, slice):
             start, stop, step = rows.indices(self.shape[0])
             if step != 1:
@@ -221,6 +221,7 @@ class Part:
     fingerprint: str
     provenance: dict[str, Any]
     episodes: int
+    links_outside: bool = False  # as `load` was told (a Hub cache snapshot)
 
 
 def episode_ranges(ids: np.ndarray) -> list[list[int]]:
@@ -308,6 +309,11 @@ class TrajectoryDataset:
         return self._lengths
 
     @property
+    def first_rows(self) -> np.ndarray:
+        """Stored row (in `column(...)`) of each episode's first transition."""
+        return self._first_row
+
+    @property
     def episode_ids(self) -> np.ndarray:
         """Index of each episode of this (sub)set in the store's (or concat's) episode table."""
         return self._ids
@@ -339,6 +345,12 @@ class TrajectoryDataset:
 
     def __len__(self) -> int:
         return int(len(self._ids))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by reference (the stores' paths and fingerprints, the episodes taken), never by
+        value: a DataLoader worker started by spawn re-maps the files instead of receiving a copy."""
+        parts = [(str(p.path), p.fingerprint, p.links_outside) for p in self.parts]
+        return (_reopen, (parts, self._subset))
 
     def __repr__(self) -> str:
         where = repr(str(self.path)) if len(self.parts) == 1 else f"concat of {len(self.parts)} stores"
@@ -656,6 +668,23 @@ class TrajectoryDataset:
 # --------------------------------------------------------------------------- opening
 
 
+def _reopen(parts: list[tuple[str, str, bool]], subset: np.ndarray | None) -> TrajectoryDataset:
+    """Inverse of `TrajectoryDataset.__reduce__`: the same episodes of the same (unchanged) stores."""
+    opened = []
+    for path, fingerprint, links_outside in parts:
+        ds = load(path, links_outside=links_outside)
+        if ds.fingerprint != fingerprint:
+            raise DataError(f"changed since it was opened (fingerprint {ds.fingerprint}, was {fingerprint})", subject=path)
+        opened.append(ds)
+    if len(opened) > 1:
+        from ildata.combine import concat
+
+        whole = concat(opened)
+    else:
+        whole = opened[0]
+    return whole if subset is None else whole.select(subset)
+
+
 def read_info(root: Path) -> DatasetInfo:
     """meta/info.json of the store at `root`, parsed and type-checked."""
     if not is_store(root):
@@ -720,4 +749,5 @@ def load(path: str | Path, *, verify: bool = False, links_outside: bool = False)
     if verify:
         for problem in content_problems(root, info, table, episodes):
             raise DataError(problem, subject=root)
-    return TrajectoryDataset(root, info, table, episodes)
+    part = Part(root, info.fingerprint, info.provenance.to_dict(), episodes.num_rows, links_outside)
+    return TrajectoryDataset(root, info, table, episodes, parts=[part])
