@@ -18,7 +18,7 @@ LENGTHS = (4, 6, 3, 5)
 
 
 def _array(obs: Obs, key: str | None = None) -> np.ndarray:
-    value = obs if key is None else obs[key]  # type: ignore[index]
+    value = obs if key is None else obs[key]
     assert isinstance(value, np.ndarray)
     return value
 
@@ -81,7 +81,7 @@ def test_windows_pad_at_episode_ends_with_masks(image_store):
     # a window inside an episode is exactly its steps
     inside = data.__getitems__([LENGTHS[0] + 1])
     assert inside["mask"].all()
-    np.testing.assert_array_equal(inside["rews"][0].numpy(), episodes[1].rews[1:4])  # type: ignore[index]
+    np.testing.assert_array_equal(inside["rews"][0].numpy(), episodes[1].rews[1:4])
     np.testing.assert_array_equal(inside["obs.pos"][0].numpy(), _array(episodes[1].obs, "pos")[1:4])
 
 
