@@ -208,10 +208,10 @@ def convert(
             obs_space = _absorbing_space(obs_space)
         dropped = before - len(batch.lengths)
         if dropped:  # the reader's notes count the source's episodes, not the ones kept
-            source.notes = [f"in the source's {before} episodes: {note}" for note in source.notes]
+            source.notes = [f"before --fixed-horizon truncate: {note}" for note in source.notes]
             source.notes.append(
-                f"--fixed-horizon truncate kept {len(batch.lengths)} of {before} episodes: "
-                f"{dropped} shorter than {int(batch.lengths[0])} steps were dropped"
+                f"--fixed-horizon truncate kept {len(batch.lengths)} of {before} episodes, dropping "
+                f"{dropped} shorter than {int(batch.lengths[0])} steps"
             )
     provenance = Provenance(
         source_path=str(path.resolve()),

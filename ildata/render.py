@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ildata.episode import DataError, Episode, flatten_obs
-from ildata.fsutil import atomic_output
+from ildata.fsutil import atomic_output, check_destination
 
 if TYPE_CHECKING:
     from ildata.store import TrajectoryDataset
@@ -121,6 +121,7 @@ def render_episode(
 ) -> RenderResult:
     """Write episode `index` of `dataset` (a TrajectoryDataset) as a GIF at `dst`."""
     dst = Path(dst)
+    check_destination(dst, overwrite=overwrite)  # before a replay that may take a while
     if not -len(dataset) <= index < len(dataset):
         raise DataError(f"episode {index} out of range: the dataset has {len(dataset)} episodes")
     episode = dataset[index]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import LEGACY
+from support import LEGACY, run_cli
 
 import ildata
 from ildata.episode import DataError, Episode, EpisodeBatch
@@ -71,3 +71,26 @@ def test_convert_fixed_horizon_on_a_real_file(tmp_path):
     check_fixed_horizon(ds.lengths)  # no error any more
     cut = ildata.convert(src, tmp_path / "cut", fixed_horizon="truncate")
     assert set(cut.lengths.tolist()) == {393} and len(cut) == 57
+
+
+def test_cli_horizon_without_fixed_horizon_is_an_error(tmp_path):
+    done = run_cli("convert", str(FIXTURES / "n1-cartpole-v1-final.npz"), str(tmp_path / "out"), "--horizon", "100")
+    assert (
+        done.returncode == 2
+        and done.stderr == "ildata: error: --horizon needs --fixed-horizon absorbing|truncate (alone it would be ignored)\n"
+    )
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ildata.DataError, match="horizon needs fixed_horizon"):
+        ildata.convert(FIXTURES / "n1-cartpole-v1-final.npz", tmp_path / "out", horizon=100)
+
+
+def test_truncate_notes_count_the_kept_episodes(tmp_path):
+    done = run_cli(
+        "convert", str(FIXTURES / "p4-cartpole-dataclass.pkl"), str(tmp_path / "cut"), "--fixed-horizon", "truncate", "--horizon", "500"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "55 episodes, 27500 transitions" in done.stderr
+    assert "truncate kept 55 of 56 episodes, dropping 1 shorter than 500 steps" in done.stderr
+    assert "before --fixed-horizon truncate: 56 of 56 episodes" in done.stderr
+    notes = ildata.load(tmp_path / "cut").info["provenance"]["notes"]
+    assert notes[-1].startswith("--fixed-horizon truncate kept 55 of 56")

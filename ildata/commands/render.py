@@ -31,10 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import ildata
+    from ildata.episode import DataError
     from ildata.render import render_episode
 
     args.error_subject = args.dataset
+    if not args.dataset.startswith("hf://") and not Path(args.dataset).exists():
+        raise DataError("no such file or directory")
     result = render_episode(ildata.load(args.dataset), args.episode, args.out, env_id=args.env_id, fps=args.fps, overwrite=args.overwrite)
     print(f"wrote {result.path}: {result.frames} frames from {result.source}")
     if result.diverged_at is not None:
