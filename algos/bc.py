@@ -142,16 +142,25 @@ class MLPPolicy(Policy):
     @torch.no_grad()
     def act(self, obs: Obs) -> np.ndarray:
         features = torch.from_numpy(obs_features(obs, self.observation_space))
+        if self.deterministic:
+            # The mode straight from the network: building a distribution object per call cost
+            # more than the forward pass itself in DAgger's per-step loop.
+            out = self.net.mlp((features - self.net.obs_mean) / self.net.obs_std)
+            if self.net.head == "categorical":
+                space = cast(gym.spaces.Discrete, self.action_space)
+                return out.argmax(1).numpy().astype(space.dtype) + space.start
+            box = cast(gym.spaces.Box, self.action_space)
+            return np.clip(out.numpy().reshape((-1, *box.shape)).astype(box.dtype), box.low, box.high)
         dist = self.net.distribution(features)
         if self.net.head == "categorical":
             space = cast(gym.spaces.Discrete, self.action_space)
             probs = cast(torch.distributions.Categorical, dist).probs
-            idx = probs.argmax(1) if self.deterministic else torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+            idx = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
             return idx.numpy().astype(space.dtype) + space.start
         box = cast(gym.spaces.Box, self.action_space)
         base = cast(torch.distributions.Independent, dist).base_dist
         action = base.loc
-        if not self.deterministic and self.net.head == "gaussian":
+        if self.net.head == "gaussian":
             action = action + base.scale * torch.randn(action.shape, generator=self.generator)
         out = action.numpy().reshape((-1, *box.shape)).astype(box.dtype)
         return np.clip(out, box.low, box.high)
