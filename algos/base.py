@@ -44,6 +44,8 @@ ALGORITHM_MODULES: tuple[str, ...] = (
     "algos.tabular_mdp",
     "algos.mce_irl",
     "algos.dagger",
+    "algos.gail",
+    "algos.airl",
 )
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", ALGORITHM_MODULES)
