@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
-from support import DATASETS, EXPERT_ZIP, make_episodes
+from support import DATASETS, make_episodes
 
 import ildata
 from algos.base import seed_everything
@@ -31,8 +31,8 @@ from ildata.store import xxh3_file
 ROOT = Path(__file__).resolve().parents[1]
 CARTPOLE_RECIPE = ROOT / "recipes" / "dagger-cartpole.yaml"
 PENDULUM_RECIPE = ROOT / "recipes" / "dagger-pendulum.yaml"
-CARTPOLE_EXPERT = str(EXPERT_ZIP)
-PENDULUM_EXPERT = str(ROOT / "runs" / "expert-pendulum")
+CARTPOLE_EXPERT = "expert:cartpole-ppo"  # shipped in datasets/experts/
+PENDULUM_EXPERT = "expert:pendulum-sac"
 OBS = gym.spaces.Box(-10.0, 10.0, (3,), np.float32)
 ACT = gym.spaces.Discrete(3)
 
@@ -279,7 +279,7 @@ def _passes_bar(report: dict, bar: float) -> float:
 @pytest.mark.slow
 def test_cartpole_reaches_95_percent_with_at_most_5000_labels(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    run_recipe(load_recipe(CARTPOLE_RECIPE, [f"config.expert={CARTPOLE_EXPERT}"]), out=out, echo=lambda _: None)
+    run_recipe(load_recipe(CARTPOLE_RECIPE), out=out, echo=lambda _: None)
     with (out / "metrics.csv").open() as f:
         header, *lines = [line.strip().split(",") for line in f]
     assert float(lines[-1][header.index("labelled_steps")]) <= 5000
@@ -291,7 +291,7 @@ def test_cartpole_reaches_95_percent_with_at_most_5000_labels(tmp_path: Path) ->
 @pytest.mark.slow
 def test_pendulum_reaches_90_percent_with_at_most_20000_labels(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    run_recipe(load_recipe(PENDULUM_RECIPE, [f"config.expert={PENDULUM_EXPERT}"]), out=out, echo=lambda _: None)
+    run_recipe(load_recipe(PENDULUM_RECIPE), out=out, echo=lambda _: None)
     with (out / "metrics.csv").open() as f:
         header, *lines = [line.strip().split(",") for line in f]
     assert float(lines[-1][header.index("labelled_steps")]) <= 20_000
