@@ -70,7 +70,14 @@ def replay(episode: Episode, env_id: str) -> tuple[np.ndarray, int | None, float
     """Replay `episode`'s actions in `env_id` from its seed: (frames, first diverging step, error there).
 
     Stops comparing (but keeps rendering) after the first divergence."""
+    import os
+
     from ildata.envs import make_env
+
+    # Off-screen rendering: without these SDL (pygame, used by classic-control envs) looks for a
+    # display and an audio device and prints its complaints on stderr.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
     if episode.seed is None or episode.seed < 0:
         raise DataError("the episode has no recorded reset seed, so it cannot be replayed (image observations render without one)")
