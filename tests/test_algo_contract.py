@@ -171,9 +171,9 @@ def test_config_uses_the_shared_names(name: str) -> None:
 def test_load_algorithm_refuses_what_it_cannot_rebuild(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no algorithm.json"):
         load_algorithm(tmp_path)
-    meta = {"format": 1, "algorithm": "gail", "config": {}, "observation_space": None, "action_space": None, "seed": 0, "env_id": None}
+    meta = {"format": 1, "algorithm": "nope", "config": {}, "observation_space": None, "action_space": None, "seed": 0, "env_id": None}
     (tmp_path / ALGORITHM_FILE).write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="unknown algorithm 'gail'"):
+    with pytest.raises(DataError, match="unknown algorithm 'nope'"):
         load_algorithm(tmp_path)
     meta.update(algorithm="bc", config={"n_steps": 5})
     (tmp_path / ALGORITHM_FILE).write_text(json.dumps(meta))
