@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from support import EXPERT_ZIP
@@ -47,8 +48,8 @@ def test_main_command_trains_bc_cartpole_to_95_percent(tmp_path: Path, capsys) -
     assert again["returns"] == report["returns"] and again["normalized_score"] == report["normalized_score"]
     # The saved policy is a plain callable obs -> action.
     policy = load_policy(out)
-    obs = ds.transitions().obs[:100]
-    assert (policy(obs) == ds.transitions().acts[:100]).mean() > 0.8
+    obs = np.asarray(ds.transitions().obs)[:100]
+    assert (policy(obs) == np.asarray(ds.transitions().acts)[:100]).mean() > 0.8
     assert policy(obs[0]) in (0, 1)
 
 
@@ -107,7 +108,7 @@ def write_recipe(tmp_path: Path, **changes) -> Path:
         ({"config__n_steps": 10}, "config.n_steps was renamed to config.n_gradient_steps"),
         ({"config__normalize_obs": True}, "config.normalize_obs was renamed to config.standardise"),
         ({"eval__episodes": 2.5}, "eval.episodes: expected int"),
-        ({"algo": "gail"}, "algo: unknown algorithm 'gail'"),
+        ({"algo": "no-such-algo"}, "algo: unknown algorithm 'no-such-algo'"),
         ({"algo": None}, "algo: required key is missing"),
         ({"dataset": "/nonexistent/data"}, "dataset: /nonexistent/data does not exist"),
         ({"env": "Pendulum-v1"}, "env: Pendulum-v1 has observation space"),
@@ -168,9 +169,9 @@ def test_renamed_nested_key_names_its_new_place(tmp_path: Path, capsys) -> None:
     density = ROOT / "recipes" / "density-cartpole.yaml"
     assert main(["train", str(density), "--set", "config.ppo_n_steps=64", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].endswith("config.ppo_n_steps was renamed to config.ppo.rollout_steps"), err
-    assert main(["train", str(density), "--set", "config.ppo.n_steps=64", "--out", str(tmp_path / "r")]) == 2
-    assert "config.ppo.n_steps was renamed to config.ppo.rollout_steps" in capsys.readouterr().err
+    assert len(err) == 1 and err[0].endswith("config.ppo_n_steps was renamed to config.learner.rollout_steps"), err
+    assert main(["train", str(density), "--set", "config.learner.n_steps=64", "--out", str(tmp_path / "r")]) == 2
+    assert "config.learner.n_steps was renamed to config.learner.rollout_steps" in capsys.readouterr().err
 
 
 def test_existing_run_folder_is_refused_with_the_shared_message(tmp_path: Path, capsys) -> None:
@@ -183,3 +184,30 @@ def test_existing_run_folder_is_refused_with_the_shared_message(tmp_path: Path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"ildata: error: {out}: {ALREADY_EXISTS}"]
     assert [p.name for p in out.iterdir()] == ["keep"] and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_resume_applies_to_round_based_algorithms_only(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", str(RECIPE), "--resume", str(out)]) == 2
+    assert "--resume: algo bc does not save rounds to resume from" in capsys.readouterr().err
+    dagger = ROOT / "recipes" / "dagger-cartpole.yaml"
+    assert main(["train", str(dagger), "--resume", str(out), "--out", str(out)]) == 2
+    assert "--out and --overwrite do not apply" in capsys.readouterr().err
+    assert main(["train", str(dagger), "--resume", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume: no interrupted run" in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_paths_resolve_against_the_recipe_file(tmp_path: Path) -> None:
+    """`config.demonstrations` is a path like `dataset:`; `config.expert` only when it exists there."""
+    (tmp_path / "sub").mkdir()
+    recipe = tmp_path / "sub" / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"algo": "dagger", "env": "CartPole-v1", "config": {"demonstrations": "../demos", "expert": "../expert.zip"}})
+    )
+    parsed = load_recipe(recipe).config
+    assert parsed.demonstrations == str(tmp_path / "demos") and parsed.expert == "../expert.zip"
+    (tmp_path / "expert.zip").write_bytes(b"")
+    assert load_recipe(recipe).config.expert == str(tmp_path / "expert.zip")
+    assert load_recipe(recipe, ["config.expert=expert:cartpole-ppo"]).config.expert == "expert:cartpole-ppo"
