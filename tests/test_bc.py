@@ -144,7 +144,6 @@ def test_bc_cartpole_reaches_95_percent_of_expert() -> None:
     assert p_value_not_above(result["returns"], 0.95 * expert) < 0.05, result
 
 
-@pytest.mark.skipif(not PENDULUM.exists(), reason="datasets/pendulum-expert not built")
 @pytest.mark.slow
 def test_bc_pendulum_reaches_0_9_normalised_score() -> None:
     from algos.recipe import load_recipe
