@@ -242,7 +242,7 @@ class BC(Algorithm):
         """`n_steps` gradient steps on `sampler`'s batches, logged as steps `first_step`, ...
 
         The optimizer persists between calls, so DAgger trains the same BC incrementally round
-        after round (its state is saved with `optimizer_state`).
+        after round (DAgger checkpoints `optimizer.state_dict()` with the weights).
         """
         cfg = self.config
         if self.optimizer is None:

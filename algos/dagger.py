@@ -365,7 +365,7 @@ class DAgger(Algorithm):
                 metrics["rollout_return_mean"] = float(np.mean(np.asarray(batch.returns())))
                 metrics["episodes"] = float(batch.num_episodes)
             if sampler.n:
-                metrics.update(self._train_round(sampler, env_id))
+                metrics.update(self._train_round(sampler))
             state["env_steps"] += budget.used - state["budget_used"]
             state["budget_used"] = budget.used
             metrics["env_steps"] = float(state["env_steps"])
@@ -382,7 +382,8 @@ class DAgger(Algorithm):
         base.close()
         return metrics
 
-    def _train_round(self, sampler: GrowingSampler, env_id: str) -> dict[str, float]:
+    def _train_round(self, sampler: GrowingSampler) -> dict[str, float]:
+        """BC on everything labelled so far: `bc.n_gradient_steps` more steps, their mean losses."""
         cfg = self.config.bc
         if self.config.bc_from_scratch:
             fresh = BC(cfg, observation_space=self.observation_space, action_space=self.action_space, seed=self.seed)
