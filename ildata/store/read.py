@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pyarrow as pa
@@ -411,7 +411,13 @@ class TrajectoryDataset:
     _rows = transition_rows
 
     # ---- access
-    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Any:
+    @overload
+    def __getitem__(self, index: int | np.integer) -> Episode: ...
+
+    @overload
+    def __getitem__(self, index: slice | Sequence[int] | np.ndarray) -> TrajectoryDataset: ...
+
+    def __getitem__(self, index: int | np.integer | slice | Sequence[int] | np.ndarray) -> Episode | TrajectoryDataset:
         """`ds[i]` is an Episode; `ds[2:5]`, `ds[[0, 3]]` or a boolean mask a subset (shares the
         mapped data)."""
         if isinstance(index, slice):
