@@ -59,6 +59,21 @@ ENTRIES: dict[str, Entry] = {
 }
 
 
+NOTES = """\
+Reading the table:
+
+- `env steps` is the vec env's own counter: `total_timesteps` is an upper bound on it (evaluation
+  and the reference returns are not counted). `expert labels` are the labelled steps stored in the
+  run's `rollouts/` store (steps of episodes still running when the budget ran out are not stored).
+- `dagger-cartpole` and `dagger-pendulum` are the recipes as shipped (tuned for few labels: BC
+  takes 1,000 gradient steps per round of 1,000-2,000 env steps, which dominates their wall time).
+  `dagger-cartpole-8env` is the throughput setting: 8 envs, rounds of 4,000 env steps and BC 4
+  epochs over each new round; imitation's DAgger also trains 4 epochs per round, but over all the
+  data so far, after writing each episode to its own file and re-flattening every earlier round.
+- The machine is shared (2 cores, several engineers): wall times vary by up to 3x between seeds.
+"""
+
+
 def bootstrap_interval(values: np.ndarray, *, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean over seeds."""
     rng = np.random.default_rng(seed)
@@ -148,7 +163,7 @@ def main() -> None:
         f"env steps/s is end to end over it. imitation 1.0.1's DAgger: about {IMITATION_DAGGER_STEPS_PER_S:.0f} env steps/s "
         "on seals/CartPole on a 2-core machine (ONLINE-NOTES).\n\n"
     )
-    args.out.write_text(header + text + "\n")
+    args.out.write_text(header + text + "\n\n" + NOTES)
 
 
 if __name__ == "__main__":
