@@ -211,3 +211,15 @@ def test_config_paths_resolve_against_the_recipe_file(tmp_path: Path) -> None:
     (tmp_path / "expert.zip").write_bytes(b"")
     assert load_recipe(recipe).config.expert == str(tmp_path / "expert.zip")
     assert load_recipe(recipe, ["config.expert=expert:cartpole-ppo"]).config.expert == "expert:cartpole-ppo"
+
+
+def test_train_help_lists_every_algorithm_and_its_config(capsys) -> None:
+    from algos.base import ALGORITHMS
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name, cls in ALGORITHMS.items():
+        assert f"  {name} " in out and f"[{cls.__module__}.{cls.Config.__name__}]" in out
+    assert "examples:" in out and "--resume" in out

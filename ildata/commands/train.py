@@ -6,12 +6,50 @@ import argparse
 from pathlib import Path
 
 
+EXAMPLES = """examples:
+  ildata train recipes/bc-cartpole.yaml
+  ildata train recipes/bc-cartpole.yaml --set config.n_gradient_steps=5000 --set seed=1
+  ildata train recipes/dagger-cartpole.yaml --out runs/dagger
+  ildata train recipes/dagger-cartpole.yaml --resume runs/dagger     # after an interruption
+"""
+
+
+class _HelpWithAlgorithms(argparse.Action):
+    """`ildata train --help` lists the registered algorithms; the registry imports torch, so it is
+    read only when help is asked for (building the parser must stay cheap for `ildata --help`)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help="show this help (with the algorithms) and exit"
+        )
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None
+    ) -> None:
+        from algos.base import ALGORITHMS
+
+        rows = []
+        for name, cls in ALGORITHMS.items():
+            summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            rows.append(f"  {name:<16} {summary}  [{cls.__module__}.{cls.Config.__name__}]")
+        parser.epilog = (
+            "algorithms (recipe `algo:`; the config keys of each are the fields of the dataclass in brackets,\n"
+            "documented there; recipes/ has a working recipe for each):\n" + "\n".join(rows) + "\n\n" + EXAMPLES
+        )
+        parser.print_help()
+        parser.exit()
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train an algorithm from a recipe and write a run folder (metrics, policy, evaluation)",
         description="The recipe is checked (keys, types, dataset, env spaces) before anything trains.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+        add_help=False,
     )
+    p.add_argument("-h", "--help", action=_HelpWithAlgorithms)
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument(
         "--set",
