@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
 EXAMPLES = """examples:
   ildata train recipes/bc-cartpole.yaml
   ildata train recipes/bc-cartpole.yaml --set config.n_gradient_steps=5000 --set seed=1
