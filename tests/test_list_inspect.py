@@ -168,7 +168,7 @@ def test_missing_path_is_no_such_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("command", ["list", "inspect", "render", "convert", "push", "pull"])
+@pytest.mark.parametrize("command", ["list", "inspect", "render", "convert", "push", "pull", "collect", "eval", "verify", "train"])
 def test_help_has_examples(command):
     done = cli(command, "--help")
     assert done.returncode == 0 and "examples:\n  ildata " + command in done.stdout

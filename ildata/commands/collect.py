@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+EXAMPLES = """examples:
+  ildata collect --policy expert:cartpole-ppo --env CartPole-v1 --episodes 50 demos/
+  ildata collect --policy runs/bc-cartpole --env CartPole-v1 --episodes 20 --seed 1000 bc-rollouts/
+  ildata collect --policy random --env Pendulum-v1 --episodes 20 random/
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "collect",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
         help="roll a policy out in gymnasium vector envs and save the episodes as an ildata store",
         description=(
             "POLICY is a stable-baselines3 zip, an ildata run folder, a shipped expert (expert:NAME), or 'random'. Episode k is reset with "

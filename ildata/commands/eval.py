@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
+EXAMPLES = """examples:
+  ildata eval runs/bc-cartpole --env CartPole-v1 --episodes 20
+  ildata eval expert:pendulum-sac --episodes 50 --json
+  ildata eval random --env CartPole-v1 --dataset datasets/cartpole-expert
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
         help="evaluate a run folder, SB3 zip, shipped expert (expert:NAME) or 'random': mean/std return and normalised score",
         description=(
             "Episodes are reset with seeds SEED, SEED+1, ... The normalised score uses the expert and random "

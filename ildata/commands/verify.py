@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+EXAMPLES = """examples:
+  ildata verify datasets/cartpole-expert
+  ildata verify demos/ || echo "demos/ is damaged: reconvert it from its source"
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "verify",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
         help="check a dataset's files: fingerprint, shards against meta/info.json and the episode table",
         description=(
             "Re-hashes PATH (an ildata store) against the fingerprint in meta/info.json and checks every "
