@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -160,48 +159,6 @@ def load_expert(spec: str, env_id: str) -> Policy:
         raise DataError(f"config.expert: {exc}") from None
 
 
-def batched_actions(policy: Policy) -> Callable[[Obs], np.ndarray]:
-    """`policy.act`, or for a deterministic SB3 PPO/A2C/TRPO (Discrete or Box actions) or SAC
-    expert on Box observations, the same modes computed straight from its modules.
-
-    SB3's `predict` builds a distribution object and converts the batch on every call (about 1 ms
-    for 2 observations, more than the env step): DAgger calls its expert on every vector step.
-    """
-    from algos.policies import SB3Policy
-
-    if not (isinstance(policy, SB3Policy) and policy.deterministic and isinstance(policy.observation_space, gym.spaces.Box)):
-        return policy.act
-    from stable_baselines3.common.policies import ActorCriticPolicy
-    from stable_baselines3.sac.policies import SACPolicy
-
-    net = policy.model.policy
-    space = policy.action_space
-    if isinstance(net, ActorCriticPolicy) and isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
-
-        @torch.no_grad()
-        def actor_critic(obs: Obs) -> np.ndarray:
-            x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
-            features = net.extract_features(x, net.pi_features_extractor)
-            assert isinstance(features, torch.Tensor)  # one extractor for the actor alone
-            out = net.action_net(net.mlp_extractor.forward_actor(features))
-            if isinstance(space, gym.spaces.Discrete):
-                return out.argmax(1).numpy().astype(space.dtype) + space.start
-            return np.clip(out.numpy().reshape((-1, *space.shape)), space.low, space.high)
-
-        return actor_critic
-    if isinstance(net, SACPolicy) and isinstance(space, gym.spaces.Box):
-        actor = net.actor
-
-        @torch.no_grad()
-        def squashed(obs: Obs) -> np.ndarray:
-            x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
-            mean = actor.mu(actor.latent_pi(actor.extract_features(x, actor.features_extractor)))
-            return net.unscale_action(torch.tanh(mean).numpy().reshape((-1, *space.shape)))
-
-        return squashed
-    return policy.act
-
-
 def _labelled_actions_wrapper() -> type:
     from stable_baselines3.common.vec_env import VecEnvWrapper
 
@@ -233,7 +190,7 @@ class Mixture:
     """
 
     def __init__(self, expert: Policy, learner: Policy, actions_out: Any, rng: np.random.Generator) -> None:
-        self.expert, self.learner, self.out, self.rng = batched_actions(expert), learner, actions_out, rng
+        self.expert, self.learner, self.out, self.rng = expert.act, learner, actions_out, rng
         self.beta = 1.0
 
     def __call__(self, obs: Obs) -> np.ndarray:

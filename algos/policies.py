@@ -88,15 +88,62 @@ class Random(Policy):
 
 
 class SB3Policy(Policy):
-    """A stable-baselines3 model's `predict`."""
+    """A stable-baselines3 model's `predict`, or its deterministic mode computed straight from its
+    modules where that is exact (see `_direct_actions`)."""
 
     def __init__(self, model: Any, deterministic: bool = True) -> None:
         super().__init__(model.observation_space, model.action_space, deterministic)
         self.model = model
+        self._direct = _direct_actions(self) if deterministic else None
 
     def act(self, obs: Obs) -> np.ndarray:
+        if self._direct is not None:
+            return self._direct(obs)
         action, _ = self.model.predict(obs, deterministic=self.deterministic)
         return np.asarray(action)
+
+
+def _direct_actions(policy: SB3Policy) -> Callable[[Obs], np.ndarray] | None:
+    """For a deterministic SB3 PPO/A2C/TRPO (Discrete or Box actions) or SAC policy on Box
+    observations, the same modes computed straight from its modules; None otherwise.
+
+    SB3's `predict` builds a distribution object and converts the batch on every call (about 1 ms
+    for 2 observations, more than the env step): DAgger labels every vector step with its expert,
+    and collect/eval call their policy on every step too.
+    """
+    import torch
+
+    if not isinstance(policy.observation_space, gym.spaces.Box):
+        return None
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.sac.policies import SACPolicy
+
+    net = policy.model.policy
+    space = policy.action_space
+    if isinstance(net, ActorCriticPolicy) and isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
+
+        @torch.no_grad()
+        def actor_critic(obs: Obs) -> np.ndarray:
+            x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+            features = net.extract_features(x, net.pi_features_extractor)
+            assert isinstance(features, torch.Tensor)  # one extractor for the actor alone
+            out = net.action_net(net.mlp_extractor.forward_actor(features))
+            if isinstance(space, gym.spaces.Discrete):
+                return out.argmax(1).numpy().astype(space.dtype) + space.start
+            return np.clip(out.numpy().reshape((-1, *space.shape)), space.low, space.high)
+
+        return actor_critic
+    if isinstance(net, SACPolicy) and isinstance(space, gym.spaces.Box):
+        actor = net.actor
+
+        @torch.no_grad()
+        def squashed(obs: Obs) -> np.ndarray:
+            x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+            mean = actor.mu(actor.latent_pi(actor.extract_features(x, actor.features_extractor)))
+            return net.unscale_action(torch.tanh(mean).numpy().reshape((-1, *space.shape)))
+
+        return squashed
+    return None
 
 
 # ----------------------------------------------------------------------------- SB3 zips

@@ -105,3 +105,17 @@ def test_expert_config_renamed_keys() -> None:
         build_dataclass(ExpertConfig, {"algorithm": "SAC"}, "config")
     with pytest.raises(DataError, match="n_steps was renamed to learner.rollout_steps"):
         build_dataclass(ExpertConfig, {"learner": {"algo": "ppo", "n_steps": 8}}, "config")
+
+
+@pytest.mark.parametrize("name", sorted(BARS))
+def test_direct_deterministic_actions_equal_sb3_predict(name: str) -> None:
+    """SB3Policy computes deterministic actions from the network's modules (no distribution object
+    per call); they must be exactly what SB3's own `predict` returns."""
+    policy = load_policy(f"expert:{name}")
+    assert policy._direct is not None  # the fast path is taken for both shipped experts
+    space = policy.observation_space
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(np.maximum(space.low, -3), np.minimum(space.high, 3), size=(64, *space.shape)).astype(space.dtype)
+    expected, _ = policy.model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(policy.act(obs), expected, rtol=1e-6, atol=1e-6)
+    assert policy.act(obs).dtype == np.asarray(expected).dtype
