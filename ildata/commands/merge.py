@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+EXAMPLES = """examples:
+  ildata merge demos/seed0 demos/seed1 demos/all
+  ildata merge datasets/cartpole-expert runs/dagger-round3 combined --format parquet
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "merge",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
         help="merge ildata stores with the same spaces into a new store",
         description=(
             "Writes the episodes of every SRC, in order, as one new store at DST (atomically; the "
@@ -17,9 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "agree, and keeps the collection info (expert and random reference returns; pooled "
             "when the sources were collected separately on the same env)."
         ),
-        epilog="example: ildata merge runs/demos-seed0 runs/demos-seed1 runs/demos-all",
     )
-    p.add_argument("sources", nargs="+", metavar="SRC", help="ildata store folders (at least two) ")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="ildata store folders (at least two)")
     p.add_argument("dst", metavar="DST", help="destination folder (must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     p.add_argument("--format", dest="data_format", choices=["arrow", "parquet"], default="arrow", help="shard format (default: arrow)")
