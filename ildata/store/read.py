@@ -161,14 +161,6 @@ def describe_obs(obs: Obs) -> str:
     return "{" + ", ".join(f"{k}: {describe_array(v)}" for k, v in flat.items()) + "}"
 
 
-def describe_episode(episode: Episode) -> str:
-    """One line for an episode: length, return, how it ended, array shapes."""
-    ret = "" if episode.rews is None else f", return={float(np.sum(episode.rews, dtype=np.float64)):.6g}"
-    end = "terminated" if episode.terminated else "truncated" if episode.truncated else "unfinished"
-    seed = "" if episode.seed is None else f", seed={episode.seed}"
-    return f"Episode(length={len(episode)}{ret}, {end}{seed}, obs={describe_obs(episode.obs)}, acts={describe_array(episode.acts)})"
-
-
 class StoredColumn:
     """A stored column that spans several Arrow chunks (shards, or the parts of `concat`), indexed
     like a numpy array without concatenating it: a slice inside one chunk is a view, anything
