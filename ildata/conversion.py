@@ -217,7 +217,7 @@ def convert(
         source_path=str(path.resolve()),
         source_format=source.format,
         source_sha256=source_sha256,
-        extra={"notes": source.notes} if source.notes else None,
+        extra={**source.provenance_extra, **({"notes": source.notes} if source.notes else {})} or None,
     )
     if to in STORE_FORMATS:
         stage("writing")
@@ -230,6 +230,7 @@ def convert(
             provenance=provenance,
             overwrite=overwrite,
             data_format=STORE_FORMATS[to],
+            extra_info=source.extra_info,
         )
         return load(out)
     # Other formats: go through a temporary store so every writer reads one well-typed input.
@@ -248,6 +249,7 @@ def convert(
                     action_space=source.action_space,
                     env_id=source.env_id,
                     provenance=provenance,
+                    extra_info=source.extra_info,
                 )
             )
             stage(f"exporting to {to}")

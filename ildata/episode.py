@@ -150,7 +150,19 @@ def _plain(value: Any, budget: InfoBudget, depth: int, seen: dict[int, tuple[Any
     return plain, size
 
 
-@dataclass
+def describe_array(array: np.ndarray) -> str:
+    """`float32(1000, 4)`: an array in a few characters (for reprs)."""
+    return f"{array.dtype}{tuple(array.shape)}"
+
+
+def describe_obs(obs: Obs) -> str:
+    flat = flatten_obs(obs)
+    if set(flat) == {""}:
+        return describe_array(flat[""])
+    return "{" + ", ".join(f"{k}: {describe_array(v)}" for k, v in flat.items()) + "}"
+
+
+@dataclass(repr=False)
 class Episode:
     """One trajectory: `obs` has one more row than `acts` (the final observation is kept)."""
 
@@ -166,6 +178,19 @@ class Episode:
 
     def __len__(self) -> int:
         return int(self.acts.shape[0])
+
+    def __repr__(self) -> str:
+        """One line (the arrays are described, not printed)."""
+        ending = "terminated" if self.terminated else "truncated" if self.truncated else "unfinished"
+        if not self.termination_known:
+            ending += " (terminated vs truncated unknown)"
+        parts = [f"length={len(self)}"]
+        if self.rews is not None:
+            parts.append(f"return={float(np.sum(self.rews, dtype=np.float64)):.6g}")
+        parts += [ending, f"seed={self.seed}", f"obs={describe_obs(self.obs)}", f"acts={describe_array(self.acts)}"]
+        if self.infos is not None:
+            parts.append(f"infos={len(self.infos)}")
+        return f"Episode({', '.join(parts)})"
 
 
 def obs_len(obs: Obs) -> int:

@@ -232,3 +232,22 @@ def test_shipped_expert_subset_keeps_its_reference_returns(tmp_path):
     best = expert.filter(pl.col("return") >= 500)[:5].save(tmp_path / "best")
     assert best.collection == reference and best.env_id == expert.env_id
     assert best.info["provenance"]["parents"][0]["fingerprint"] == expert.fingerprint
+
+
+def test_episode_repr_is_one_line_and_load_of_a_missing_path_says_so(tmp_path: Path) -> None:
+    episode = ildata.load(DATASETS / "cartpole-expert")[0]
+    assert repr(episode) == "Episode(length=500, return=500, truncated, seed=0, obs=float32(501, 4), acts=int64(500,))"
+    with pytest.raises(DataError, match="no such file or directory") as error:
+        ildata.load(tmp_path / "nope")
+    assert error.value.subject == tmp_path / "nope"
+
+
+def test_store_to_store_convert_keeps_collection_env_and_parent(tmp_path: Path) -> None:
+    """A converted store still knows its expert and random returns (so training on it prints a
+    normalised score) and which store it came from."""
+    parent = ildata.load(DATASETS / "cartpole-expert")
+    out = ildata.convert(parent.path, tmp_path / "fixed", fixed_horizon="truncate")
+    assert out.info["collection"] == parent.info["collection"] and out.env_id == parent.env_id
+    provenance = out.info["provenance"]
+    assert provenance["source_fingerprint"] == parent.fingerprint
+    assert provenance["parents"][0]["fingerprint"] == parent.fingerprint

@@ -59,6 +59,10 @@ class SourceRead:
     action_space: Any = None
     env_id: str | None = None
     notes: list[str] = field(default_factory=list)  # things the user should know (shown by convert)
+    # meta/info.json keys the source already knows (an ildata store's `collection`: the expert's and
+    # a random policy's returns), carried into the converted store.
+    extra_info: dict[str, Any] = field(default_factory=dict)
+    provenance_extra: dict[str, Any] = field(default_factory=dict)  # e.g. the parent store's fingerprint
 
 
 def read_source(path: str | Path) -> SourceRead:

@@ -23,4 +23,6 @@ def read(path: Path) -> SourceRead:
         observation_space=ds.observation_space,
         action_space=ds.action_space,
         env_id=ds.env_id,
+        extra_info=dict(ds.meta.extra),
+        provenance_extra={"source_fingerprint": ds.fingerprint, "parents": ds.lineage()},
     )

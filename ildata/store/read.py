@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 import pyarrow as pa
 
-from ildata.episode import DataError, Episode, EpisodeBatch, Obs, flatten_obs, unflatten_obs
+from ildata.episode import DataError, Episode, EpisodeBatch, Obs, describe_array, describe_obs, flatten_obs, unflatten_obs
 from ildata.fsutil import require_regular_file
 from ildata.spaces import space_from_dict
 from ildata.store.episodes import read_episodes
@@ -147,18 +147,6 @@ class Transitions:
         episodes = len(np.unique(self.episode_index)) if len(self) else 0
         body = ", ".join(f"{k}={v}" for k, v in fields.items())
         return f"Transitions({len(self)} from {episodes} episodes, {body})"
-
-
-def describe_array(array: np.ndarray) -> str:
-    """`float32(1000, 4)`: an array in a few characters (for reprs)."""
-    return f"{array.dtype}{tuple(array.shape)}"
-
-
-def describe_obs(obs: Obs) -> str:
-    flat = flatten_obs(obs)
-    if set(flat) == {""}:
-        return describe_array(flat[""])
-    return "{" + ", ".join(f"{k}: {describe_array(v)}" for k, v in flat.items()) + "}"
 
 
 class StoredColumn:
@@ -685,6 +673,8 @@ def _reopen(parts: list[tuple[str, str, bool]], subset: np.ndarray | None) -> Tr
 
 def read_info(root: Path) -> DatasetInfo:
     """meta/info.json of the store at `root`, parsed and type-checked."""
+    if not root.exists():
+        raise DataError("no such file or directory", subject=root)
     if not is_store(root):
         raise DataError(f"{root} is not an ildata dataset (no {INFO_FILE}); use `ildata convert` first")
     path = require_regular_file(root / INFO_FILE)
