@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import gymnasium as gym
 import numpy as np
 
-from algos.base import Algorithm, LogFn
+from algos.base import Algorithm, LogFn, seed_everything
 from ildata.episode import DataError, Obs
 from ildata.horizon import VariableHorizonError, check_fixed_horizon
 from ildata.store import TrajectoryDataset
@@ -174,12 +174,20 @@ class AdversarialTrainer(Algorithm):
         from algos.online.learners import learner_config
 
         self.learner_cfg = learner_config(config.learner)
-        self.net: RewardNet = self.build_net(self._disc_obs_space(), action_space)
+        self.net: RewardNet = self._seeded_net()
         self.moments = RunningMoments()
         self.learner: Learner | None = None
         self.horizon: int | None = None  # the env's horizon (absorbing fix)
         self.rng = np.random.default_rng(seed)
         self.reward = self.saved_reward
+
+    def _seeded_net(self) -> RewardNet:
+        """The discriminator, initialised from `seed` alone (not from whatever ran before in the process)."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return self.build_net(self._disc_obs_space(), self.action_space)
 
     # ------------------------------------------------------------------ what subclasses define
     def build_net(self, observation_space: gym.Space, action_space: gym.Space) -> RewardNet:
@@ -334,6 +342,10 @@ class AdversarialTrainer(Algorithm):
         self.env_id = env_id or (dataset.env_id if dataset is not None else None) or self.env_id
         if self.env_id is None:
             raise DataError("env: adversarial imitation trains in an env")
+        # The same metrics for the same seed whatever ran before: SB3 and the gradient penalty draw
+        # from the global RNGs, and the sampler's generator restarts from the seed.
+        seed_everything(self.seed)
+        self.rng = np.random.default_rng(self.seed)
         venv = make_vec_env(self.env_id, cfg.n_envs, seed=self.seed)
         budget = StepBudget(venv, cfg.total_timesteps)
         if cfg.reward_from is not None:

@@ -93,6 +93,30 @@ def test_gail_round_logs_discriminator_and_stays_within_budget(expert, order) ->
     assert [step for step, _ in rows] == sorted(step for step, _ in rows)
 
 
+@pytest.mark.parametrize("cls", [GAIL, AIRL])
+def test_same_seed_same_metrics_whatever_ran_before(expert, cls) -> None:
+    """A fit is a function of its seed: global RNG draws (numpy, torch, random) between two fits in
+    one process change nothing (SB3 and the gradient penalty use the global RNGs)."""
+    import random
+
+    import torch
+
+    def run() -> tuple[dict[str, float], np.ndarray]:
+        algo = make(cls, expert, seed=5, total_timesteps=256, gradient_penalty=1.0, **TINY)
+        metrics = algo.fit(expert, env_id=SEALS)
+        assert algo.policy is not None
+        return metrics, algo.policy(np.asarray(expert.transitions().obs)[:200])
+
+    first, acts = run()
+    np.random.rand(7), torch.rand(11), random.random()
+    torch.manual_seed(123)
+    second, acts_again = run()
+    assert first == second and "disc_loss" in first
+    np.testing.assert_array_equal(acts, acts_again)
+    other = make(cls, expert, seed=6, total_timesteps=256, gradient_penalty=1.0, **TINY).fit(expert, env_id=SEALS)
+    assert other["disc_loss"] != first["disc_loss"]  # the seed matters
+
+
 def test_disc_first_relabels_the_rollout_with_the_updated_discriminator(expert) -> None:
     """After the discriminator trains on a round, PPO's buffer holds the new discriminator's rewards."""
     algo = make(GAIL, expert, total_timesteps=64, round_order="disc_first", reward_normalization="off", **TINY)

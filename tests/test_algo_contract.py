@@ -47,6 +47,7 @@ class Case:
     dataset: str | None = "cartpole-expert"
     episodes: int = 3  # the first episodes of the dataset: a tiny one
     config: dict[str, Any] = field(default_factory=dict)
+    min_env_steps: int = 0  # online algorithms: fit must really step the env this much
 
 
 CASES: dict[str, Case] = {
@@ -54,6 +55,10 @@ CASES: dict[str, Case] = {
     "density": Case(config={"total_timesteps": 128, "learner": {"batch_size": 32}}),
     "tabular_optimal": Case(env_id="ildata/CliffWorld-v0", dataset=None),
     "mce_irl": Case(env_id="ildata/CliffWorld-v0", dataset="gridworld-expert", episodes=20),
+    # fixed-horizon env (adversarial imitation refuses CartPole-v1's terminations); 2 envs x 64
+    # steps a rollout, so the 256-step budget is 2 whole rounds
+    "gail": Case(env_id="seals/CartPole-v0", config={"n_envs": 2}, min_env_steps=256),
+    "airl": Case(env_id="seals/CartPole-v0", config={"n_envs": 2}, min_env_steps=256),
 }
 
 
@@ -121,6 +126,7 @@ def test_fit_save_load_algorithm_gives_identical_actions_and_rewards(name: str, 
     metrics = algo.fit(dataset, env_id=case.env_id, log=lambda step, m: rows.append(step))
     assert isinstance(metrics, dict) and rows, f"{name}: fit logged nothing"
     assert algo.policy is not None or algo.reward is not None, f"{name}: fit learned neither a policy nor a reward"
+    assert metrics.get("env_steps", 0) >= case.min_env_steps, f"{name}: fit took {metrics.get('env_steps')} env steps"
 
     run_dir = tmp_path / "run"
     algo.save(run_dir)
