@@ -46,6 +46,7 @@ ALGORITHM_MODULES: tuple[str, ...] = (
     "algos.dagger",
     "algos.gail",
     "algos.airl",
+    "algos.preference_comparisons",
 )
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", ALGORITHM_MODULES)
