@@ -247,6 +247,16 @@ def parse_recipe(data: Any, *, base_dir: Path = Path("."), overrides: Sequence[s
     return recipe
 
 
+def yaml_error(exc: Exception, path: Path) -> DataError:
+    """One line an editor can jump to: `recipe.yaml:3:9: invalid YAML (what the parser expected)`."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context = getattr(exc, "context", None)
+    detail = f"{problem}, {' '.join(str(context).split())}" if context else problem
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return DataError(f"invalid YAML ({detail})", subject=where)
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read and check a recipe file."""
     import yaml
@@ -257,5 +267,5 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     except FileNotFoundError:
         raise DataError("no such recipe file") from None
     except yaml.YAMLError as exc:
-        raise DataError(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+        raise yaml_error(exc, path) from None
     return parse_recipe(data, base_dir=path.resolve().parent, overrides=overrides)
