@@ -1,0 +1,338 @@
+"""Preference comparisons (Christiano et al. 2017): learn a reward from preferences between trajectory
+fragments, and train an RL learner on it, on the online layer (`algos.online`).
+
+One run, top to bottom (`fit`):
+
+1. Initial sampling: the untrained learner acts (stochastically) for `initial_sampling_frac` of
+   the budget; its finished episodes are recorded (`EpisodeRecorder`, true rewards).
+2. Exactly `iterations` rounds. Round k: draw fragment pairs from the freshest episodes
+   (`algos.preferences.fragment`: uniform over every window, copies, short episodes counted),
+   optionally keep the pairs the reward ensemble disagrees on most (`active_selection`), label
+   them (the synthetic Bradley-Terry oracle), add them to the preference dataset, train the
+   reward (batched Bradley-Terry), then one learner phase on the learned reward, whose episodes
+   feed round k+1. imitation runs one extra learner phase; here there are `iterations`, no more.
+3. Comparisons: `initial_comparison_frac * comparisons` in round 0; the rest spread over rounds
+   1.. by the query schedule (constant, hyperbolic 1/(1+t), inverse_quadratic 1/(1+t^2) at
+   t = k / iterations), rounded so they sum to exactly `comparisons`.
+
+Budget: every env step (initial sampling, learner phases) is taken on one `SeededVecEnv`, whose
+counter is checked against `total_timesteps` at the end (`StepBudget.check`). An off-policy
+learner (SAC) gets every replay batch relabelled with the current reward, so transitions stored
+under an older reward model are never trained on with stale rewards.
+
+The preference dataset is saved in the run folder as `preferences.parquet`
+(`algos.preferences.PreferenceDataset`; `ildata prefs export/import` read and write the same format).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from algos.base import Algorithm, LogFn, register
+from ildata.episode import DataError, EpisodeBatch, Obs
+
+if TYPE_CHECKING:
+    from algos.online.learners import Learner
+    from algos.preferences import PreferenceDataset, RewardEnsemble, SyntheticGatherer
+    from ildata.store import TrajectoryDataset
+
+PREFERENCES_FILE = "preferences.parquet"
+REWARD_DIR = "reward_net"
+POLICY_DIR = "policy"
+STATE_FILE = "preference_comparisons.json"
+
+SCHEDULES = {
+    "constant": lambda t: 1.0,
+    "hyperbolic": lambda t: 1.0 / (1.0 + t),
+    "inverse_quadratic": lambda t: 1.0 / (1.0 + t**2),
+}
+
+
+def _default_learner() -> dict[str, Any]:
+    return {"algo": "ppo", "rollout_steps": 2048, "batch_size": 64}
+
+
+@dataclass
+class PreferenceComparisonsConfig:
+    """A recipe's `config:` for `algo: preference_comparisons` (see the module doc for the schedule)."""
+
+    total_timesteps: int = 100_000  # every env step, fragment sampling included (an upper bound)
+    n_envs: int = 1
+    iterations: int = 5  # learner phases, exactly
+    comparisons: int = 300  # labelled pairs in all
+    initial_comparison_frac: float = 0.1
+    query_schedule: Literal["constant", "hyperbolic", "inverse_quadratic"] = "hyperbolic"
+    initial_sampling_frac: float = 0.05  # of total_timesteps, the untrained policy's rollouts
+    fragment_length: int = 50
+    # The synthetic oracle: Bradley-Terry over true discounted fragment returns.
+    temperature: float = 1.0
+    discount: float = 1.0
+    random_label_prob: float = 0.0
+    # The reward model.
+    ensemble_size: int = 1
+    active_selection: bool = False  # keep the candidate pairs the ensemble disagrees on most
+    active_oversample: int = 5  # candidates drawn per kept pair
+    reward_hidden: list[int] = field(default_factory=lambda: [64, 64])
+    reward_use_action: bool = True
+    reward_use_next_state: bool = False
+    reward_epochs: int = 3  # passes over the whole preference dataset per round
+    initial_reward_epochs: int = 20  # in round 0 (imitation's default is 200x: ONLINE-NOTES)
+    reward_batch_size: int = 32
+    reward_learning_rate: float = 1e-3
+    reward_weight_decay: float = 0.0
+    reward_normalization: Literal["standard", "scale", "off"] = "standard"
+    learner: dict[str, Any] = field(default_factory=_default_learner)
+
+    def __post_init__(self) -> None:
+        from algos.online.learners import learner_config
+
+        for name in (
+            "total_timesteps",
+            "n_envs",
+            "iterations",
+            "fragment_length",
+            "ensemble_size",
+            "active_oversample",
+            "reward_batch_size",
+        ):
+            if getattr(self, name) < 1:
+                raise DataError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("comparisons", "reward_epochs", "initial_reward_epochs"):
+            if getattr(self, name) < 0:
+                raise DataError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("initial_comparison_frac", "initial_sampling_frac", "random_label_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise DataError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
+        if self.query_schedule not in SCHEDULES:
+            raise DataError(f"query_schedule: must be one of {', '.join(SCHEDULES)}, got {self.query_schedule!r}")
+        if self.active_selection and self.ensemble_size < 2:
+            raise DataError("active_selection: needs ensemble_size >= 2 (disagreement between members)")
+        if self.temperature < 0 or not 0 < self.discount <= 1:
+            raise DataError("temperature: must be >= 0; discount: in (0, 1]")
+        self.reward_hidden = list(self.reward_hidden)
+        cfg = learner_config(self.learner)
+        if cfg.normalize_reward:
+            raise DataError("learner.normalize_reward: the reward is learned; use config.reward_normalization instead")
+
+
+def query_schedule(config: PreferenceComparisonsConfig) -> list[int]:
+    """Comparisons per round (`iterations` entries, summing to `comparisons`)."""
+    total, rounds = config.comparisons, config.iterations
+    initial = total if rounds == 1 else int(round(config.initial_comparison_frac * total))
+    weights = np.array([SCHEDULES[config.query_schedule](k / rounds) for k in range(1, rounds)])
+    rest = total - initial
+    if rounds == 1 or rest == 0:
+        return [initial] + [0] * (rounds - 1)
+    share = rest * weights / weights.sum()
+    counts = np.floor(share).astype(int)
+    counts[np.argsort(-(share - counts))[: rest - counts.sum()]] += 1  # largest remainders
+    return [initial, *counts.tolist()]
+
+
+@register("preference_comparisons")
+class PreferenceComparisons(Algorithm):
+    """Reward from fragment preferences (synthetic oracle) + an RL learner on it; see the module doc."""
+
+    Config = PreferenceComparisonsConfig
+    config: PreferenceComparisonsConfig
+    needs_dataset = False
+    observation_space: gym.Space
+    action_space: gym.Space
+
+    def __init__(self, config: Any, *, observation_space: gym.Space | None, action_space: gym.Space | None, seed: int = 0) -> None:
+        if observation_space is None or action_space is None:
+            raise DataError("preference comparisons needs the observation and action spaces")
+        if isinstance(observation_space, gym.spaces.Dict):
+            raise DataError("preference comparisons: dict observations are not supported")
+        super().__init__(config, observation_space=observation_space, action_space=action_space, seed=seed)
+        from algos.online.learners import learner_config
+        from algos.online.reward_nets import RewardNetConfig
+        from algos.preferences import PreferenceDataset, RewardEnsemble
+
+        self.learner_cfg = learner_config(config.learner)
+        net_cfg = RewardNetConfig(
+            use_action=config.reward_use_action, use_next_state=config.reward_use_next_state, hidden=tuple(config.reward_hidden)
+        )
+        self.ensemble: RewardEnsemble = RewardEnsemble(observation_space, action_space, net_cfg, config.ensemble_size)
+        self.preferences: PreferenceDataset = PreferenceDataset.empty(observation_space, action_space, config.fragment_length)
+        self.moments = (0.0, 1.0)  # the learned reward's mean and std on the fragments' transitions
+        self.learner: Learner | None = None
+        self.rng = np.random.default_rng(seed)
+        self.reward = self.saved_reward
+
+    # ------------------------------------------------------------------ the learned reward
+    def saved_reward(self, obs: Obs, acts: Any = None, next_obs: Any = None, *, t: Any = None) -> np.ndarray:
+        """The ensemble's mean reward, normalised as the learner saw it (a `RewardFn`)."""
+        if acts is None:
+            raise DataError("the preference reward needs actions")
+        next_obs = obs if next_obs is None else next_obs
+        mean, std = self.moments
+        raw = self.ensemble.predict(obs, acts, next_obs)
+        mode = self.config.reward_normalization
+        return raw if mode == "off" else (raw - mean) / std if mode == "standard" else raw / std
+
+    def _update_moments(self) -> None:
+        pairs = self.preferences
+        if len(pairs) == 0:
+            return
+        frags = [pairs.left, pairs.right]
+        obs = np.concatenate([f.obs.reshape(-1, *f.obs.shape[2:]) for f in frags])
+        acts = np.concatenate([f.acts.reshape(-1, *f.acts.shape[2:]) for f in frags])
+        next_obs = np.concatenate([f.next_obs.reshape(-1, *f.next_obs.shape[2:]) for f in frags])
+        raw = self.ensemble.predict(obs, acts, next_obs)
+        self.moments = (float(raw.mean()), float(raw.std()) + 1e-8)
+
+    # ------------------------------------------------------------------ queries
+    def query(self, batch: EpisodeBatch | None, n: int, gatherer: SyntheticGatherer) -> dict[str, float]:
+        """Draw `n` pairs from the episodes in `batch`, label them, add them to the dataset.
+
+        With no episode of `fragment_length` steps the queries are deferred (a warning), never
+        silently dropped; episodes too short for a fragment are counted in `fragments_too_short`."""
+        from algos.preferences import PreferenceDataset, disagreement, fragment
+
+        cfg = self.config
+        too_short = 0 if batch is None else int((batch.lengths < cfg.fragment_length).sum())
+        if n == 0 or batch is None or too_short == batch.num_episodes:
+            if n:
+                warnings.warn(
+                    f"{n} queries deferred: no finished episode of {cfg.fragment_length} steps yet "
+                    f"({too_short} too short); lower fragment_length or raise initial_sampling_frac",
+                    stacklevel=2,
+                )
+            return {"queries": 0.0, "fragments_too_short": float(too_short)}
+        candidates = n * (cfg.active_oversample if cfg.active_selection else 1)
+        frags = fragment(batch, cfg.fragment_length, 2 * candidates, self.rng)
+        left, right = frags.take(np.arange(candidates)), frags.take(np.arange(candidates, 2 * candidates))
+        if cfg.active_selection:
+            keep = np.argsort(-disagreement(self.ensemble, left, right), kind="stable")[:n]
+            left, right = left.take(keep), right.take(keep)
+        labels = gatherer(left, right)
+        first = int(self.preferences.pair_ids.max()) + 1 if len(self.preferences) else 0
+        new = PreferenceDataset(left, right, labels, np.arange(first, first + n), self.observation_space, self.action_space, self.env_id)
+        self.preferences = self.preferences.extend(new)
+        return {"queries": float(n), "fragments_too_short": float(frags.too_short)}
+
+    # ------------------------------------------------------------------ training
+    def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
+        """`iterations` rounds of query -> reward training -> learner phase within `total_timesteps`."""
+        import torch
+
+        from algos.online.budget import StepBudget
+        from algos.online.learners import make_learner
+        from algos.online.recorder import EpisodeRecorder
+        from algos.online.reward_wrapper import RewardVecEnvWrapper
+        from algos.online.vec_env import make_vec_env
+        from algos.preferences import SyntheticGatherer, train_preferences
+
+        cfg = self.config
+        self.env_id = env_id or (dataset.env_id if dataset is not None else None) or self.env_id
+        if self.env_id is None:
+            raise DataError("env: preference comparisons trains in an env")
+        self.preferences.env_id = self.env_id
+        venv = make_vec_env(self.env_id, cfg.n_envs, seed=self.seed)
+        budget = StepBudget(venv, cfg.total_timesteps)
+        recorder = EpisodeRecorder(venv)
+        wrapped = RewardVecEnvWrapper(recorder, lambda o, a, o2, term: self.saved_reward(o, a, o2).astype(np.float32))
+        self.learner = learner = make_learner(self.learner_cfg, wrapped, seed=self.seed)
+        if self.learner_cfg.algo in ("sac", "dqn"):
+            self._relabel_replay(learner)
+        gatherer = SyntheticGatherer(cfg.temperature, cfg.discount, cfg.random_label_prob, seed=self.seed + 1)
+        optimizers = [
+            torch.optim.Adam(m.parameters(), lr=cfg.reward_learning_rate, weight_decay=cfg.reward_weight_decay)
+            for m in self.ensemble.members
+        ]
+        metrics: dict[str, float] = {"env_steps": 0.0, "comparisons": 0.0}
+        if log is not None:
+            log(0, dict(metrics))
+
+        # 1. initial sampling with the untrained learner's stochastic policy (counted like any step)
+        n = venv.num_envs
+        sampling = (int(cfg.initial_sampling_frac * cfg.total_timesteps) // n) * n
+        obs = wrapped.reset()
+        for _ in range(sampling // n):
+            actions, _ = learner.model.predict(obs, deterministic=False)
+            obs, _, _, _ = wrapped.step(actions)
+        batch = recorder.pop_batch()  # the learner's first learn() resets the env (partial episodes dropped)
+
+        # 2. exactly `iterations` rounds
+        schedule = query_schedule(cfg)
+        owed = 0  # queries deferred because no episode was long enough yet
+        for k, n_queries in enumerate(schedule):
+            owed += n_queries
+            made = self.query(batch, owed, gatherer)
+            owed -= int(made["queries"])
+            metrics.update(made, queries_deferred=float(owed))
+            epochs = cfg.initial_reward_epochs if k == 0 else cfg.reward_epochs
+            metrics.update(
+                train_preferences(
+                    self.ensemble,
+                    self.preferences,
+                    epochs=epochs,
+                    batch_size=cfg.reward_batch_size,
+                    rng=self.rng,
+                    optimizers=optimizers,
+                )
+            )
+            self._update_moments()
+            metrics["comparisons"] = float(len(self.preferences))
+            units_left = budget.remaining // learner.unit  # whole rollouts / train_freq collections
+            phase_units = max(units_left // (cfg.iterations - k), min(units_left, 1))
+            if phase_units:
+                learner.learn(phase_units * learner.unit)
+                metrics["learner_phases"] = metrics.get("learner_phases", 0.0) + 1
+            batch = recorder.pop_batch()
+            if batch is not None and batch.rews is not None:
+                metrics["episode_return_mean"] = float(np.add.reduceat(batch.rews, np.r_[0, np.cumsum(batch.lengths)[:-1]]).mean())
+            metrics["env_steps"] = float(budget.used)
+            metrics["iteration"] = float(k + 1)
+            if log is not None:
+                log(budget.used, dict(metrics))
+        budget.check()  # every env step, fragment sampling included, within total_timesteps
+        self.policy = learner.policy
+        return dict(metrics)
+
+    def _relabel_replay(self, learner: Learner) -> None:
+        """Every replay batch an off-policy learner samples gets the current learned reward."""
+        import torch
+
+        buffer = learner.model.replay_buffer  # type: ignore[attr-defined]
+        sample = buffer.sample
+        policy = learner.model.policy
+        box = isinstance(self.action_space, gym.spaces.Box)
+
+        def relabelled(batch_size: int, env: Any = None) -> Any:
+            data = sample(batch_size, env)
+            obs, acts, next_obs = (x.numpy() for x in (data.observations, data.actions, data.next_observations))
+            acts = policy.unscale_action(acts) if box else acts.reshape(-1).astype(np.int64)
+            rewards = self.saved_reward(obs, acts, next_obs)
+            return data._replace(rewards=torch.as_tensor(rewards, dtype=torch.float32).reshape(-1, 1))
+
+        buffer.sample = relabelled
+
+    # ------------------------------------------------------------------ persistence
+    def _save_state(self, run_dir: Path) -> None:
+        """`policy/` (a learner folder), `reward_net/member-K/`, `preferences.parquet`, the normaliser."""
+        if self.learner is not None:
+            self.learner.save(run_dir / POLICY_DIR, overwrite=True)
+        self.ensemble.save(run_dir / REWARD_DIR)
+        self.preferences.save(run_dir / PREFERENCES_FILE, overwrite=True)
+        (run_dir / STATE_FILE).write_text(json.dumps({"moments": list(self.moments)}))
+
+    def _load_state(self, run_dir: Path) -> None:
+        from algos.online.learners import Learner
+        from algos.preferences import PreferenceDataset, RewardEnsemble
+
+        self.ensemble = RewardEnsemble.load(run_dir / REWARD_DIR, self.config.ensemble_size)
+        self.preferences = PreferenceDataset.load(run_dir / PREFERENCES_FILE)
+        mean, std = json.loads((run_dir / STATE_FILE).read_text())["moments"]
+        self.moments = (float(mean), float(std))
+        if (run_dir / POLICY_DIR).is_dir():
+            self.learner = Learner.load(run_dir / POLICY_DIR)
+            self.policy = self.learner.policy
