@@ -25,11 +25,14 @@ from torch import nn
 
 from algos.base import Algorithm, LogFn, quiet_import, register
 from algos.policies import POLICY_LOADERS, Policy, PolicyMeta, evaluate, load_policy, write_policy_meta
-from algos.sampler import TransitionSampler, feature_dim, obs_features, space_leaves
+from algos.sampler import Batch, TensorSampler, TransitionSampler, feature_dim, obs_features, space_leaves, to_tensors
 from ildata.episode import DataError, Obs, flatten_obs
 from ildata.store import TrajectoryDataset
 
 WEIGHTS_FILE = "weights.pt"
+CHECKPOINT_DIR = "checkpoint"  # under `checkpoint_dir` (RUN.partial/): the last checkpoint (as DAgger's)
+CHECKPOINT_FILE = "bc_state.pt"
+METRIC_NAMES = ("loss", "neglogp", "entropy", "l2_norm", "prob_true_act")  # averaged over a row's steps
 D3RLPY_FILE = "d3rlpy_model.pt"
 
 
@@ -61,11 +64,21 @@ class BCConfig:
     log_interval: int = 500  # gradient steps between metric rows (metrics are averaged over them)
     rollout_interval: int = 0  # gradient steps between rollouts in the env during training; 0: none
     rollout_episodes: int = 5
+    # Share of the dataset's episodes held out (an episode-level split seeded by the run's seed):
+    # `val_loss` and `val_prob_true_act` on them are logged with every metrics row. 0: none.
+    validation_fraction: float = 0.0
+    # Gradient steps between checkpoints (`ildata train` saves them in RUN.partial/; `--resume RUN`
+    # continues from the last one). 0: none.
+    checkpoint_every: int = 1000
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "n_gradient_steps", "log_interval", "rollout_episodes"):
             if getattr(self, name) < 1:
                 raise DataError(f"{name}: must be at least 1")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise DataError(f"validation_fraction: must be in [0, 1), got {self.validation_fraction}")
+        if self.checkpoint_every < 0:
+            raise DataError("checkpoint_every: must be >= 0")
         if self.learning_rate <= 0:
             raise DataError("learning_rate: must be positive")
         if self.rollout_interval < 0:
@@ -113,6 +126,9 @@ class PolicyNet(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(out_dim), requires_grad=head == "gaussian")
         self.register_buffer("obs_mean", torch.zeros(in_dim))
         self.register_buffer("obs_std", torch.ones(in_dim))
+        # False while obs_mean/obs_std are the identity (BC without `standardise`): the training
+        # loop then skips two ops per step. A loaded net always applies them.
+        self.standardised = True
 
     def distribution(self, features: torch.Tensor) -> torch.distributions.Distribution:
         out = self.mlp((features - self.obs_mean) / self.obs_std)
@@ -124,6 +140,26 @@ class PolicyNet(nn.Module):
 def l2_norm(net: nn.Module) -> torch.Tensor:
     """imitation's l2 term: half the sum of squared trainable weights."""
     return sum((p.square().sum() for p in net.parameters() if p.requires_grad), torch.zeros(())) / 2
+
+
+HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
+
+
+def batch_terms(net: PolicyNet, obs: torch.Tensor, acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample log-probability of `acts`, and the batch's mean entropy, in closed form.
+
+    The same values as `net.distribution(obs).log_prob(acts)` / `.entropy().mean()`, without
+    building torch.distributions objects: at batch 32 every tensor op is ~5 us of overhead for
+    microseconds of arithmetic, so the loss is written with as few ops as it needs.
+    """
+    out = net.mlp((obs - net.obs_mean) / net.obs_std if net.standardised else obs)
+    if net.head == "categorical":
+        logp = torch.log_softmax(out, dim=-1)
+        return logp.gather(1, acts.unsqueeze(1)).squeeze(1), -(logp.exp() * logp).sum(-1).mean()
+    log_std = net.log_std
+    z = (acts - out) * torch.exp(-log_std)
+    log_prob = (-0.5 * z.square()).sum(-1) - (log_std.sum() + HALF_LOG_2PI * log_std.shape[0])
+    return log_prob, log_std.sum() + (0.5 + HALF_LOG_2PI) * log_std.shape[0]  # state-independent std
 
 
 # ----------------------------------------------------------------------------- policy
@@ -200,7 +236,9 @@ class BC(Algorithm):
     Config = BCConfig
     # How minibatches are drawn; a class attribute so the throughput benchmark can time or
     # swap it (benchmarks/bc_throughput.py) without a second copy of the training loop.
-    sampler_cls: ClassVar[type[TransitionSampler]] = TransitionSampler
+    sampler_cls: ClassVar[type[TransitionSampler]] = TensorSampler
+    # Checkpoints every `checkpoint_every` steps in `checkpoint_dir`; `fit` continues from one.
+    resumable: ClassVar[bool] = True
 
     config: BCConfig
     observation_space: gym.Space
@@ -217,9 +255,17 @@ class BC(Algorithm):
         self.in_dim = feature_dim(observation_space)
         torch.manual_seed(seed)  # the initial weights depend only on the seed
         self.net = PolicyNet(self.in_dim, list(config.hidden_sizes), config.activation, self.head, self.out_dim)
+        self.net.standardised = config.standardise
         self.policy = MLPPolicy(self.net, observation_space, action_space, seed=seed)
         self.optimizer: torch.optim.Optimizer | None = None  # created by the first `train_steps`
         self._d3rlpy: Any = None
+        self.validation: Batch | None = None  # held-out episodes' features and actions
+        # Metric sums since the last row, and their count: kept across `train_steps` calls and
+        # in checkpoints, so a resumed run logs the same rows as an uninterrupted one.
+        self._sums: torch.Tensor | None = None
+        self._count = 0
+        self._rows: list[tuple[int, dict[str, float]]] = []
+        self._sampler: TransitionSampler | None = None
 
     def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
         if dataset is None:
@@ -228,13 +274,22 @@ class BC(Algorithm):
         if self.config.backend == "d3rlpy":
             return self._fit_d3rlpy(dataset, env_id=env_id, log=log)
         cfg = self.config
+        if cfg.validation_fraction > 0:
+            dataset, held_out = split_validation(dataset, cfg.validation_fraction, self.seed)
+            val = held_out.transitions()
+            self.validation = to_tensors(val.obs, np.asarray(val.acts), self.observation_space, self.action_space)
         transitions = dataset.transitions()
         if cfg.standardise:
             mean, std = feature_moments(transitions.obs, self.observation_space)
             self.net.obs_mean.copy_(torch.from_numpy(mean))
             self.net.obs_std.copy_(torch.from_numpy(std))
-        sampler = self.sampler_cls(transitions, self.observation_space, self.action_space, cfg.batch_size, self.seed)
-        return self.train_steps(sampler, cfg.n_gradient_steps, env_id=env_id, log=log)
+        cls = self.sampler_cls
+        if issubclass(cls, TensorSampler) and not TensorSampler.fits(transitions, self.observation_space):
+            cls = TransitionSampler  # too big to hold as tensors: gather from the mapped store
+        sampler = cls(transitions, self.observation_space, self.action_space, cfg.batch_size, self.seed)
+        self._sampler = sampler
+        done = self._restore(sampler, log)
+        return self.train_steps(sampler, cfg.n_gradient_steps - done, env_id=env_id, log=log, first_step=done + 1)
 
     def train_steps(
         self, sampler: TransitionSampler, n_steps: int, *, env_id: str | None = None, log: LogFn | None = None, first_step: int = 1
@@ -246,45 +301,102 @@ class BC(Algorithm):
         """
         cfg = self.config
         if self.optimizer is None:
-            self.optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=cfg.learning_rate)
+            # fused: one kernel for all parameters instead of a Python loop over them per step
+            self.optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=cfg.learning_rate, fused=True)
         optimizer = self.optimizer
-        sums: dict[str, float] = {}
-        count = 0
+        params: list[torch.Tensor] = [p for p in self.net.parameters() if p.requires_grad]
         metrics: dict[str, float] = {}
         self.net.train()
         last = first_step + n_steps - 1
         for step in range(first_step, last + 1):
             batch = sampler.sample()
-            dist = self.net.distribution(batch.obs)
-            log_prob = dist.log_prob(batch.acts)
+            log_prob, entropy = batch_terms(self.net, batch.obs, batch.acts)
             neglogp = -log_prob.mean()
-            entropy = dist.entropy().mean()
-            l2 = l2_norm(self.net)
-            loss = neglogp - cfg.ent_weight * entropy + cfg.l2_weight * l2
+            if cfg.l2_weight:
+                l2 = l2_norm(self.net)
+                loss = neglogp - cfg.ent_weight * entropy + cfg.l2_weight * l2
+            else:
+                loss = neglogp - cfg.ent_weight * entropy
             optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
-
             with torch.no_grad():
-                values = {
-                    "loss": loss.item(),
-                    "neglogp": neglogp.item(),
-                    "entropy": entropy.item(),
-                    "l2_norm": l2.item(),
-                    "prob_true_act": log_prob.exp().mean().item(),
-                }
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
+                if not cfg.l2_weight:  # logged only: kept off the autograd graph
+                    l2 = torch.stack(torch._foreach_norm(params)).square().sum() / 2
+                # Sums stay tensors: one sync per metrics row, not one `.item()` per metric per step.
+                stats = torch.stack((loss, neglogp, entropy, l2, log_prob.exp().mean()))
+                self._sums = stats if self._sums is None else self._sums.add_(stats)
+            self._count += 1
+            optimizer.step()
             if step % cfg.log_interval == 0 or step == last:
-                metrics = {"epoch": float(sampler.epoch), **{k: v / count for k, v in sums.items()}}
-                sums, count = {}, 0
+                assert self._sums is not None
+                means = (self._sums / self._count).tolist()
+                self._sums, self._count = None, 0
+                metrics = {"epoch": float(sampler.epoch), **dict(zip(METRIC_NAMES, means))}
+                metrics.update(self.validation_metrics())
                 if env_id and cfg.rollout_interval and (step % cfg.rollout_interval == 0 or step == last):
                     metrics.update(self._rollout_metrics(env_id))
+                self._rows.append((step, metrics))
                 if log is not None:
                     log(step, metrics)
+            if self.checkpoint_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != last:
+                self._checkpoint(step, sampler)
         self.net.eval()
         return metrics
+
+    @torch.no_grad()
+    def validation_metrics(self, chunk: int = 1 << 16) -> dict[str, float]:
+        """The training objective (l2 term included) and prob_true_act on the held-out episodes."""
+        if self.validation is None:
+            return {}
+        was_training = self.net.training
+        self.net.eval()
+        cfg = self.config
+        n = self.validation.acts.shape[0]
+        totals = torch.zeros(3, dtype=torch.float64)
+        for start in range(0, n, chunk):
+            obs, acts = self.validation.obs[start : start + chunk], self.validation.acts[start : start + chunk]
+            log_prob, entropy = batch_terms(self.net, obs, acts)
+            totals += torch.stack((-log_prob.sum(), entropy * len(acts), log_prob.exp().sum())).double()
+        neglogp, entropy_mean, prob = (totals / n).tolist()
+        l2 = float(l2_norm(self.net)) if cfg.l2_weight else 0.0
+        self.net.train(was_training)
+        return {"val_loss": neglogp - cfg.ent_weight * entropy_mean + cfg.l2_weight * l2, "val_prob_true_act": prob}
+
+    # ------------------------------------------------------------------------- checkpoints
+
+    def _checkpoint(self, step: int, sampler: TransitionSampler) -> None:
+        """Weights, optimizer, sampler position and the metrics so far, atomically."""
+        from ildata.fsutil import atomic_output
+
+        assert self.checkpoint_dir is not None and self.optimizer is not None
+        state = {
+            "step": step,
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": sampler.state_dict(),
+            "sums": self._sums,
+            "count": self._count,
+            "rows": [[s, m] for s, m in self._rows],
+        }
+        with atomic_output(self.checkpoint_dir / CHECKPOINT_DIR, overwrite=True) as tmp:
+            torch.save(state, tmp / CHECKPOINT_FILE)
+
+    def _restore(self, sampler: TransitionSampler, log: LogFn | None) -> int:
+        """Continue from the checkpoint in `checkpoint_dir`, if any: the gradient steps it had done."""
+        path = self.checkpoint_dir / CHECKPOINT_DIR / CHECKPOINT_FILE if self.checkpoint_dir is not None else None
+        if path is None or not path.is_file():
+            return 0
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state["net"])
+        self.optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=self.config.learning_rate, fused=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"])
+        self._sums, self._count = state["sums"], int(state["count"])
+        self._rows = [(int(s), {k: float(v) for k, v in m.items()}) for s, m in state["rows"]]
+        for s, m in self._rows:  # the rows before the checkpoint, for the run's metrics.csv
+            if log is not None:
+                log(s, m)
+        return int(state["step"])
 
     def _rollout_metrics(self, env_id: str) -> dict[str, float]:
         """Return of the current policy in the env (fixed seeds, so runs stay reproducible)."""
@@ -371,6 +483,17 @@ class BC(Algorithm):
         state = torch.load(run_dir / "policy" / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         self.net.load_state_dict(state)
         self.net.eval()
+
+
+def split_validation(dataset: TrajectoryDataset, fraction: float, seed: int) -> tuple[TrajectoryDataset, TrajectoryDataset]:
+    """(training, held-out) episodes: whole episodes, so no held-out state has a neighbour in training."""
+    train, held_out = dataset.split(1.0 - fraction, seed=seed)
+    if len(held_out) == 0 or len(train) == 0:
+        raise DataError(
+            f"validation_fraction: {fraction} of {len(dataset)} episodes leaves "
+            f"{len(train)} for training and {len(held_out)} for validation (each needs at least one)"
+        )
+    return train, held_out
 
 
 class D3rlpyPolicy(Policy):

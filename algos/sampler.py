@@ -139,6 +139,19 @@ class TransitionSampler:
     def sample(self) -> Batch:
         return self.gather(self.indices())
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the epoch stands, for a checkpoint (`torch.save`-able with `weights_only`)."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": torch.from_numpy(self._order),
+            "pos": self._pos,
+            "epoch": self.epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self._order, self._pos, self.epoch = state["order"].numpy(), int(state["pos"]), int(state["epoch"])
+
     def __iter__(self) -> Iterator[Batch]:
         while True:
             yield self.sample()
@@ -151,3 +164,62 @@ def run_positions(lengths: np.ndarray) -> np.ndarray:
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+# Feature matrices up to this size are converted to torch tensors once (TensorSampler); larger
+# ones are gathered from the memory-mapped store batch by batch (TransitionSampler).
+IN_MEMORY_BYTES = 1 << 30
+
+
+def to_tensors(obs: Obs, acts: np.ndarray, observation_space: Any, action_space: Any, chunk: int = 1 << 18) -> Batch:
+    """Whole-dataset features and actions as torch tensors (chunked, so only the result is whole)."""
+    from gymnasium import spaces
+
+    n = len(acts)
+    features = torch.empty((n, feature_dim(observation_space)), dtype=torch.float32)
+    flat = flatten_obs(obs)
+    for start in range(0, n, chunk):
+        part = {k: v[start : start + chunk] for k, v in flat.items()}
+        features[start : start + chunk] = torch.from_numpy(obs_features(part if set(part) != {""} else part[""], observation_space))
+    if isinstance(action_space, spaces.Discrete):
+        acts_t = torch.from_numpy(np.asarray(acts).reshape(-1).astype(np.int64) - int(action_space.start))
+    else:
+        acts_t = torch.from_numpy(np.asarray(acts, dtype=np.float32).reshape(n, -1).copy())
+    return Batch(features, acts_t)
+
+
+class TensorSampler(TransitionSampler):
+    """Shuffled epochs like `TransitionSampler`, over tensors made once from the whole dataset.
+
+    At batch 32 a step's cost is per-call overhead, not arithmetic: gathering from numpy and
+    converting each batch took longer than the network's forward and backward passes. Here a
+    batch is one `index_select` per column on tensors converted once (`to_tensors`), and the
+    permutation comes from a torch generator seeded like the numpy one.
+    """
+
+    def __init__(self, transitions: Any, observation_space: Any, action_space: Any, batch_size: int, seed: int) -> None:
+        super().__init__(transitions, observation_space, action_space, batch_size, seed)
+        self.data = to_tensors(transitions.obs, np.asarray(transitions.acts), observation_space, action_space)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._perm = torch.empty(0, dtype=torch.int64)
+
+    @staticmethod
+    def fits(transitions: Any, observation_space: Any) -> bool:
+        """Whether the feature matrix is small enough to hold as one tensor."""
+        return len(transitions) * feature_dim(observation_space) * 4 <= IN_MEMORY_BYTES
+
+    def sample(self) -> Batch:
+        if self._pos + self.batch_size > self._perm.shape[0]:
+            self._perm = torch.randperm(self.n, generator=self.generator)
+            self._pos = 0
+            self.epoch += 1
+        idx = self._perm[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return Batch(self.data.obs.index_select(0, idx), self.data.acts.index_select(0, idx))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "perm": self._perm, "pos": self._pos, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self._perm, self._pos, self.epoch = state["perm"], int(state["pos"]), int(state["epoch"])

@@ -179,3 +179,26 @@ def test_d3rlpy_backend_trains_saves_and_reloads(tmp_path: Path) -> None:
     again = load_algorithm(tmp_path / "run")  # the whole algorithm, d3rlpy model included
     assert again.config == algo.config
     np.testing.assert_array_equal(again.policy(obs), actions)
+
+
+def test_validation_holds_out_whole_episodes_and_logs_val_loss(tmp_path: Path) -> None:
+    ds = ildata.load(CARTPOLE)
+    cfg = BCConfig(n_gradient_steps=20, log_interval=10, validation_fraction=0.2)
+    algo = BC(cfg, observation_space=ds.observation_space, action_space=ds.action_space, seed=3)
+    rows: list[tuple[int, dict[str, float]]] = []
+    algo.fit(ds, log=lambda step, m: rows.append((step, m)))
+    assert [step for step, _ in rows] == [10, 20] and all("val_loss" in m and 0 < m["val_prob_true_act"] < 1 for _, m in rows)
+    train, held_out = ds.split(0.8, seed=3)
+    assert algo.validation is not None and len(algo.validation.acts) == held_out.num_transitions
+    # The held-out loss is the training objective on exactly those episodes' transitions.
+    tr = held_out.transitions()
+    with torch.no_grad():
+        dist = algo.net.distribution(torch.from_numpy(obs_features(tr.obs, ds.observation_space)))
+    acts = torch.from_numpy(np.asarray(tr.acts).astype(np.int64))
+    expected = float(-dist.log_prob(acts).mean() - cfg.ent_weight * dist.entropy().mean())
+    assert algo.validation_metrics()["val_loss"] == pytest.approx(expected, rel=1e-5)
+    one = ds.select([0, 1])
+    with pytest.raises(ildata.DataError, match="validation_fraction: 0.2 of 2 episodes leaves 2 for training and 0"):
+        BC(cfg, observation_space=ds.observation_space, action_space=ds.action_space).fit(one)
+    with pytest.raises(ildata.DataError, match=r"validation_fraction: must be in \[0, 1\)"):
+        BCConfig(validation_fraction=1.0)

@@ -186,10 +186,13 @@ def test_existing_run_folder_is_refused_with_the_shared_message(tmp_path: Path, 
     assert [p.name for p in out.iterdir()] == ["keep"] and [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
-def test_resume_applies_to_round_based_algorithms_only(tmp_path: Path, capsys) -> None:
+def test_resume_applies_to_checkpointing_algorithms_only(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
+    mce = ROOT / "recipes" / "mce-irl-gridworld.yaml"
+    assert main(["train", str(mce), "--resume", str(out)]) == 2
+    assert "--resume: algo mce_irl does not save checkpoints to resume from" in capsys.readouterr().err
     assert main(["train", str(RECIPE), "--resume", str(out)]) == 2
-    assert "--resume: algo bc does not save rounds to resume from" in capsys.readouterr().err
+    assert "--resume: no interrupted run" in capsys.readouterr().err
     dagger = ROOT / "recipes" / "dagger-cartpole.yaml"
     assert main(["train", str(dagger), "--resume", str(out), "--out", str(out)]) == 2
     assert "--out and --overwrite do not apply" in capsys.readouterr().err
@@ -223,3 +226,137 @@ def test_train_help_lists_every_algorithm_and_its_config(capsys) -> None:
     for name, cls in ALGORITHMS.items():
         assert f"  {name} " in out and f"[{cls.__module__}.{cls.Config.__name__}]" in out
     assert "examples:" in out and "--resume" in out
+
+
+SHORT = ["config.n_gradient_steps=40", "config.log_interval=5", "config.rollout_interval=0", "eval.episodes=2"]
+
+
+def test_run_folder_is_printed_first_and_metrics_grow_as_training_goes(tmp_path: Path) -> None:
+    lines: list[str] = []
+    seen: list[list[str]] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if line.startswith("step "):  # the in-progress metrics.csv already has this row
+            work = Path(lines[0].split("(training in ")[1].split(":")[0])
+            seen.append((work / "metrics.csv").read_text().splitlines())
+
+    out = tmp_path / "run"
+    run_recipe(load_recipe(RECIPE, SHORT), out=out, echo=echo, progress="lines")
+    assert lines[0].startswith(f"run folder: {out} (training in {out}.partial")
+    steps = [int(line.split(":")[0].split()[1]) for line in lines if line.startswith("step ")]
+    assert steps == [5, 10, 15, 20, 25, 30, 35, 40]  # 8 rows, all within the ten lines a run prints
+    for step, rows in zip(steps, seen):
+        assert rows[0].startswith("step,epoch,loss") and int(rows[-1].split(",")[0]) == step
+    final = (out / "metrics.csv").read_text().splitlines()
+    assert final == seen[-1] and len(final) == 9
+    assert lines[-1] == f"run folder: {out}"
+
+
+def test_console_prints_about_ten_lines_not_one_per_row(tmp_path: Path) -> None:
+    lines: list[str] = []
+    out = tmp_path / "run"
+    run_recipe(load_recipe(RECIPE, ["config.n_gradient_steps=200", "config.log_interval=1", "eval.episodes=1"]), out=out, echo=lines.append)
+    steps = [line for line in lines if line.startswith("step ")]
+    assert 10 <= len(steps) <= 11 and steps[-1].startswith("step 200: loss ") and steps[-1].endswith("[100%]"), steps
+    assert len((out / "metrics.csv").read_text().splitlines()) == 201
+
+
+def test_seed_option_overrides_the_recipe_seed(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    sets = [x for item in SHORT for x in ("--set", item)]
+    assert main(["train", str(RECIPE), *sets, "--seed", "7", "--out", str(out), "--quiet"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 7
+    assert json.loads((out / "algorithm.json").read_text())["seed"] == 7
+
+
+def test_interrupted_bc_resumes_from_its_last_checkpoint_with_identical_results(tmp_path: Path, capsys, monkeypatch) -> None:
+    import torch
+
+    from algos.train import Console
+
+    sets = [x for item in [*SHORT, "config.checkpoint_every=10"] for x in ("--set", item)]
+    whole = tmp_path / "whole"
+    assert main(["train", str(RECIPE), *sets, "--out", str(whole), "--quiet"]) == 0
+
+    row = Console.row
+
+    def interrupt_at_25(self: Console, step: int, metrics: dict[str, float]) -> None:
+        if step == 25:
+            raise KeyboardInterrupt
+        row(self, step, metrics)
+
+    out = tmp_path / "run"
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        patch.setattr(Console, "row", interrupt_at_25)
+        assert main(["train", str(RECIPE), *sets, "--out", str(out), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert f"the last checkpoint is kept in {out}.partial; continue with: ildata train {RECIPE}" in err
+    assert f"--set config.checkpoint_every=10 --resume {out}" in err
+    assert (tmp_path / "run.partial" / "checkpoint").is_dir() and not out.exists()
+    # A different recipe is refused; the same one continues from step 20 and ends as if never stopped.
+    assert main(["train", str(RECIPE), *sets, "--seed", "1", "--resume", str(out)]) == 2
+    assert "--resume: seed is 0 in that run, 1 in the recipe" in capsys.readouterr().err
+    assert main(["train", str(RECIPE), *sets, "--resume", str(out), "--quiet"]) == 0
+    assert not (tmp_path / "run.partial").exists() and not (out / "checkpoint").exists()
+    assert (out / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
+    a = torch.load(out / "policy" / "weights.pt", weights_only=True)
+    b = torch.load(whole / "policy" / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_python_api_trains_without_a_recipe_file(tmp_path: Path) -> None:
+    from algos import train
+    from algos.bc import BCConfig
+    from algos.mce_irl import MCEIRLConfig
+
+    cfg = BCConfig(n_gradient_steps=30, log_interval=10, validation_fraction=0.25)
+    run_dir = train.run(
+        algo="bc",
+        dataset=ROOT / "datasets" / "cartpole-expert",
+        config=cfg,
+        env="CartPole-v1",
+        out=tmp_path / "r",
+        eval_episodes=2,
+        echo=lambda _: None,
+    )
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val_loss" in header and "val_prob_true_act" in header
+    assert load_recipe(run_dir / "config.yaml").config == cfg
+    with pytest.raises(ildata.DataError, match="config: expected BCConfig for algo bc, got MCEIRLConfig"):
+        train.run(algo="bc", dataset=ROOT / "datasets" / "cartpole-expert", config=MCEIRLConfig(), out=tmp_path / "x")
+    with pytest.raises(ildata.DataError, match="dataset: required for algo bc"):
+        train.run(algo="bc", out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_curve_skips_single_dot_panels_and_marks_references(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.axes
+
+    from algos.train import plot_curves
+
+    titles: list[str] = []
+    lines: list[float] = []
+    scales: list[str] = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, t, **kw: titles.append(t))
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", lambda self, y, **kw: lines.append(y))
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_yscale", lambda self, s, **kw: scales.append(s))
+    rows = [(1, {"grad_norm": 10.0, "rollout_return_mean": 20.0}), (2, {"grad_norm": 0.001, "rollout_return_mean": 300.0, "final": 1.0})]
+    plot_curves(rows, tmp_path / "curve.png", "t", {"expert_return": 500.0, "random_return": 22.0})
+    assert titles == ["grad_norm", "rollout_return_mean"]  # `final` was logged once: no panel
+    assert lines == [500.0, 22.0] and scales == ["log"]
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_filter_gymnasium_precision_warnings(recwarn) -> None:
+    import gymnasium as gym
+
+    from algos.train import quiet_third_party
+
+    with quiet_third_party():
+        gym.spaces.Box(np.zeros(2), np.ones(2), dtype=np.float32)  # float64 bounds on a float32 Box
+    assert not [w for w in recwarn if "precision lowered" in str(w.message)]
+    gym.spaces.Box(np.zeros(2), np.ones(2), dtype=np.float32)
+    assert [w for w in recwarn if "precision lowered" in str(w.message)]  # only inside a run

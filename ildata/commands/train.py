@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 EXAMPLES = """examples:
   ildata train recipes/bc-cartpole.yaml
-  ildata train recipes/bc-cartpole.yaml --set config.n_gradient_steps=5000 --set seed=1
-  ildata train recipes/dagger-cartpole.yaml --out runs/dagger
-  ildata train recipes/dagger-cartpole.yaml --resume runs/dagger     # after an interruption
+  ildata train recipes/bc-cartpole.yaml --set config.n_gradient_steps=5000 --seed 1
+  ildata train recipes/bc-cartpole.yaml --out runs/bc --set config.checkpoint_every=500
+  ildata train recipes/bc-cartpole.yaml --resume runs/bc             # after an interruption (Ctrl-C)
+  ildata train recipes/dagger-cartpole.yaml --resume runs/dagger     # DAgger resumes by rounds
 """
 
 
@@ -58,30 +60,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a recipe key, e.g. --set config.n_gradient_steps=1000 (value parsed as YAML)",
     )
+    p.add_argument("--seed", type=int, help="the run's seed (overrides the recipe's `seed:`)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")
     p.add_argument(
+        "--progress",
+        choices=["auto", "bar", "lines"],
+        default="auto",
+        help="a progress bar (default on a terminal) or about ten lines per run (default otherwise, e.g. CI logs)",
+    )
+    p.add_argument(
         "--resume",
         type=Path,
         metavar="RUN",
-        help="continue an interrupted run of the same recipe from its last finished round (algorithms that train in rounds: dagger)",
+        help="continue an interrupted run of the same recipe from its last checkpoint (bc: every config.checkpoint_every steps; dagger: every round)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from algos.recipe import load_recipe  # lazy: keeps `ildata --help` free of torch
-    from algos.train import run_recipe
+    from algos.train import RunInterrupted, run_recipe
 
     args.error_subject = args.recipe
     from ildata.episode import DataError
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    overrides = [*args.overrides, *([f"seed={args.seed}"] if args.seed is not None else [])]
+    recipe = load_recipe(args.recipe, overrides)
     if args.resume is not None and (args.out is not None or args.overwrite):
         raise DataError("--resume continues RUN in place: --out and --overwrite do not apply")
     echo = (lambda _: None) if args.quiet else print
-    run_dir = run_recipe(recipe, out=args.out, overwrite=args.overwrite, echo=echo, resume=args.resume)
+    try:
+        run_dir = run_recipe(recipe, out=args.out, overwrite=args.overwrite, echo=echo, resume=args.resume, progress=args.progress)
+    except RunInterrupted as exc:
+        seed = f" --seed {args.seed}" if args.seed is not None else ""
+        sets = "".join(f" --set {o}" for o in args.overrides)
+        print(f"ildata: {exc}; continue with: ildata train {args.recipe}{sets}{seed} --resume {exc.run_dir}", file=sys.stderr)
+        raise
     if args.quiet:
         print(run_dir)
     return 0
