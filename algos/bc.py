@@ -156,10 +156,14 @@ def batch_terms(net: PolicyNet, obs: torch.Tensor, acts: torch.Tensor) -> tuple[
     if net.head == "categorical":
         logp = torch.log_softmax(out, dim=-1)
         return logp.gather(1, acts.unsqueeze(1)).squeeze(1), -(logp.exp() * logp).sum(-1).mean()
-    log_std = net.log_std
-    z = (acts - out) * torch.exp(-log_std)
-    log_prob = (-0.5 * z.square()).sum(-1) - (log_std.sum() + HALF_LOG_2PI * log_std.shape[0])
-    return log_prob, log_std.sum() + (0.5 + HALF_LOG_2PI) * log_std.shape[0]  # state-independent std
+    dims = out.shape[-1]
+    if net.head == "deterministic":  # std fixed to 1: log_std is a constant zero
+        log_prob = (acts - out).square().sum(-1).mul(-0.5).sub(HALF_LOG_2PI * dims)
+        return log_prob, torch.tensor((0.5 + HALF_LOG_2PI) * dims)
+    log_std_sum = net.log_std.sum()
+    z = (acts - out) * torch.exp(-net.log_std)
+    log_prob = z.square().sum(-1).mul(-0.5) - (log_std_sum + HALF_LOG_2PI * dims)
+    return log_prob, log_std_sum + (0.5 + HALF_LOG_2PI) * dims  # state-independent std
 
 
 # ----------------------------------------------------------------------------- policy
@@ -317,7 +321,8 @@ class BC(Algorithm):
                 loss = neglogp - cfg.ent_weight * entropy + cfg.l2_weight * l2
             else:
                 loss = neglogp - cfg.ent_weight * entropy
-            optimizer.zero_grad()
+            for p in params:  # what zero_grad() does, without its per-call profiler hooks
+                p.grad = None
             loss.backward()
             with torch.no_grad():
                 if not cfg.l2_weight:  # logged only: kept off the autograd graph

@@ -202,3 +202,19 @@ def test_validation_holds_out_whole_episodes_and_logs_val_loss(tmp_path: Path) -
         BC(cfg, observation_space=ds.observation_space, action_space=ds.action_space).fit(one)
     with pytest.raises(ildata.DataError, match=r"validation_fraction: must be in \[0, 1\)"):
         BCConfig(validation_fraction=1.0)
+
+
+@pytest.mark.parametrize("head", ["categorical", "gaussian", "deterministic"])
+def test_closed_form_loss_terms_match_torch_distributions(head: str) -> None:
+    from algos.bc import PolicyNet, batch_terms
+
+    torch.manual_seed(0)
+    net = PolicyNet(5, [8], "tanh", head, 3)
+    with torch.no_grad():
+        net.log_std.copy_(torch.tensor([0.3, -0.2, 0.1]) if head == "gaussian" else torch.zeros(3))
+    obs = torch.randn(16, 5)
+    acts = torch.randint(0, 3, (16,)) if head == "categorical" else torch.randn(16, 3)
+    log_prob, entropy = batch_terms(net, obs, acts)
+    dist = net.distribution(obs)
+    assert torch.allclose(log_prob, dist.log_prob(acts), atol=1e-5)
+    assert torch.allclose(entropy, dist.entropy().mean(), atol=1e-5)
