@@ -152,6 +152,13 @@ class MetricsFile:
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow(_csv_row(step, metrics, self.columns))
 
+    def amend_last(self, metrics: dict[str, float]) -> None:
+        """Add metrics known only when training ended (`converged`) to the last row."""
+        if self.rows:
+            self.rows[-1][1].update(metrics)
+            self.columns = _columns(self.rows)
+            write_metrics_csv(self.rows, self.path)
+
 
 # Shown first on the console (the rest follow while the line has room).
 KEY_METRICS = ("loss", "val_loss", "rollout_return_mean", "return_mean", "prob_true_act", "val_prob_true_act")
@@ -211,6 +218,10 @@ class Console:
             self.bar.close()
         elif self.pending is not None:
             self._line(*self.pending)
+
+
+def rows_missing(rows: list[tuple[int, dict[str, float]]], name: str) -> bool:
+    return bool(rows) and name not in rows[-1][1]
 
 
 def expected_steps(algo: Algorithm) -> int | None:
@@ -508,10 +519,18 @@ def _train_into(tmp: Path, prepared: Prepared, echo: Callable[[str], None], prog
 
     started = time.perf_counter()
     try:
-        prepared.algo.fit(ds, env_id=prepared.env_id, log=log)
+        final = prepared.algo.fit(ds, env_id=prepared.env_id, log=log)
     finally:
         console.close()
     train_seconds = time.perf_counter() - started
+    # An iterative algorithm with a convergence test returns `converged` (1.0 or 0.0): a stop at the
+    # iteration limit is said on the console and kept in metrics.csv's last row and eval.json.
+    converged = final.get("converged") if isinstance(final, dict) else None
+    if converged is not None:
+        if rows_missing(metrics_file.rows, "converged"):
+            metrics_file.amend_last({"converged": float(converged)})
+        if not converged:
+            echo(f"{recipe.algo} stopped at its iteration limit without converging (its tolerances were not reached)")
     rows = metrics_file.rows
     if rows:
         plot_curves(rows, tmp / "curve.png", recipe.name or recipe.algo, references)
@@ -521,5 +540,7 @@ def _train_into(tmp: Path, prepared: Prepared, echo: Callable[[str], None], prog
             references = prepared.algo.reference_returns(prepared.env_id, recipe.eval.episodes, recipe.eval.seed)
         report = final_evaluation(prepared.algo.policy, prepared.env_id, recipe, references)
         report["train_seconds"] = train_seconds
+        if converged is not None:
+            report["converged"] = bool(converged)
         (tmp / "eval.json").write_text(json.dumps(report, indent=2))
         echo(format_report(report))

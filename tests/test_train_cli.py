@@ -360,3 +360,21 @@ def test_runs_filter_gymnasium_precision_warnings(recwarn) -> None:
     assert not [w for w in recwarn if "precision lowered" in str(w.message)]
     gym.spaces.Box(np.zeros(2), np.ones(2), dtype=np.float32)
     assert [w for w in recwarn if "precision lowered" in str(w.message)]  # only inside a run
+
+
+def test_a_run_that_did_not_converge_says_so(tmp_path: Path, monkeypatch) -> None:
+    from algos import bc
+
+    fit = bc.BC.fit
+
+    def fit_without_converging(self, *args, **kwargs):
+        return {**fit(self, *args, **kwargs), "converged": 0.0}
+
+    monkeypatch.setattr(bc.BC, "fit", fit_without_converging)
+    lines: list[str] = []
+    out = tmp_path / "run"
+    run_recipe(load_recipe(RECIPE, SHORT), out=out, echo=lines.append)
+    assert "bc stopped at its iteration limit without converging (its tolerances were not reached)" in lines
+    header, *_, last = (out / "metrics.csv").read_text().splitlines()
+    assert header.endswith(",converged") and last.endswith(",0.0")
+    assert json.loads((out / "eval.json").read_text())["converged"] is False
