@@ -261,7 +261,7 @@ def plot_curves(
     `env_steps` and use it as the step), gradient steps otherwise (matplotlib, Agg backend).
 
     Return panels get the dataset's expert and random returns as reference lines; a positive
-    metric spanning three orders of magnitude or more (MCE IRL's gradient norms) is drawn on a
+    metric spanning two orders of magnitude or more (MCE IRL's gradient norms) is drawn on a
     log scale; a metric logged once is not a curve and gets no panel (it is in metrics.csv).
     """
     import matplotlib
@@ -290,7 +290,7 @@ def plot_curves(
                     ax.axhline(float(value), linestyle=style, color="grey", linewidth=1, label=label)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7, loc="best")
-        if min(values) > 0 and max(values) / min(values) >= 1e3:
+        if min(values) > 0 and max(values) / min(values) >= 100:
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("env steps" if online else "step", fontsize=8)
