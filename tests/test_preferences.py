@@ -1,0 +1,311 @@
+"""Preference comparisons: fragmenter, oracle, batched Bradley-Terry training, schedule, budget, dataset IO, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from support import DATASETS, run_cli
+
+import ildata
+from algos.base import load_algorithm, seed_everything
+from algos.online.reward_nets import RewardNetConfig
+from algos.online.vec_env import base_env
+from algos.preference_comparisons import PreferenceComparisons, PreferenceComparisonsConfig, query_schedule
+from algos.preferences import (
+    PreferenceDataset,
+    RewardEnsemble,
+    SyntheticGatherer,
+    bradley_terry_loss,
+    fragment,
+    pair_tensor,
+    preference_accuracy,
+    train_preferences,
+)
+from ildata.episode import DataError, Episode, EpisodeBatch
+
+OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+ACT = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+PENDULUM_RANDOM, PENDULUM_EXPERT = -1211.99, -139.48  # datasets/experts/pendulum-sac/expert.json
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    seed_everything(0, threads=1)
+
+
+def episodes(lengths: list[int], seed: int = 0) -> EpisodeBatch:
+    """Episodes whose observation at step t of episode i is (i, t, noise) and reward is a linear
+    function of (obs, action): fragments can be checked against their source exactly."""
+    rng = np.random.default_rng(seed)
+    eps = []
+    for i, n in enumerate(lengths):
+        obs = np.stack([np.full(n + 1, i), np.arange(n + 1), rng.normal(size=n + 1)], axis=1).astype(np.float32)
+        acts = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        rews = obs[:-1, 2] + acts[:, 0] - 0.5 * acts[:, 1]
+        eps.append(Episode(obs=obs, acts=acts, rews=rews.astype(np.float64), terminated=False, truncated=True, seed=100 + i))
+    return EpisodeBatch.from_episodes(eps)
+
+
+def labelled_pairs(n: int, length: int, seed: int) -> PreferenceDataset:
+    batch = episodes([60] * 20, seed=seed)
+    rng = np.random.default_rng(seed)
+    frags = fragment(batch, length, 2 * n, rng)
+    left, right = frags.take(np.arange(n)), frags.take(np.arange(n, 2 * n))
+    labels = SyntheticGatherer(temperature=0.0, seed=seed)(left, right)
+    return PreferenceDataset(left, right, labels, np.arange(n), OBS, ACT, "test")
+
+
+# ------------------------------------------------------------------------------------ fragmenter
+
+
+def test_fragments_cover_every_window_uniformly_and_count_short_episodes() -> None:
+    batch = episodes([10, 3, 7])
+    frags = fragment(batch, 4, 22_000, np.random.default_rng(0))
+    assert frags.too_short == 1  # the 3-step episode: counted, not silently dropped
+    # The observation's first two features say (episode, step): every window appears.
+    windows = list(zip(frags.obs[:, 0, 0].astype(int), frags.obs[:, 0, 1].astype(int), strict=True))
+    counts = {w: windows.count(w) for w in set(windows)}
+    assert set(counts) == {(0, t) for t in range(7)} | {(2, t) for t in range(4)}  # first and last windows included
+    expected = len(frags) / 11
+    assert all(abs(c - expected) < 5 * np.sqrt(expected) for c in counts.values())
+    # Contents match the source, next_obs is obs shifted by one, rewards are the steps' rewards.
+    np.testing.assert_array_equal(frags.next_obs[:, :-1], frags.obs[:, 1:])
+    np.testing.assert_array_equal(frags.starts, frags.obs[:, 0, 1].astype(int))
+    np.testing.assert_array_equal(frags.seeds, 100 + frags.obs[:, 0, 0].astype(int))
+
+
+def test_fragments_are_copies_not_views_of_the_trajectories() -> None:
+    batch = episodes([30, 40])
+    frags = fragment(batch, 5, 50, np.random.default_rng(1))
+    for key in ("obs", "acts", "next_obs", "rews"):
+        arr = getattr(frags, key)
+        assert arr.shape[:2] == (50, 5)
+        for source in (batch.obs, batch.acts, batch.rews):
+            assert not np.shares_memory(arr, source), key
+    before = frags.obs.copy()
+    np.asarray(batch.obs)[:] = 0  # the trajectory's memory can change or go away
+    np.testing.assert_array_equal(frags.obs, before)
+
+
+def test_no_window_at_all_is_a_clear_error() -> None:
+    with pytest.raises(DataError, match="2 episodes too short"):
+        fragment(episodes([3, 4]), 10, 5, np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------------------------ oracle
+
+
+def test_synthetic_gatherer_is_bradley_terry_seeded_with_random_labels() -> None:
+    frags = fragment(episodes([50] * 10), 10, 4000, np.random.default_rng(0))
+    left, right = frags.take(np.arange(2000)), frags.take(np.arange(2000, 4000))
+    exact = SyntheticGatherer(temperature=0.0)(left, right)
+    better = left.rews.sum(1) > right.rews.sum(1)
+    np.testing.assert_array_equal(exact, better.astype(float))
+    a, b = SyntheticGatherer(temperature=2.0, seed=5), SyntheticGatherer(temperature=2.0, seed=5)
+    np.testing.assert_array_equal(a(left, right), b(left, right))  # seeded
+    p = a.probabilities(left, right)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-(left.rews.sum(1) - right.rews.sum(1)) / 2.0)))
+    noisy = SyntheticGatherer(temperature=0.0, random_label_prob=1.0, seed=1)(left, right)
+    assert abs((noisy == exact).mean() - 0.5) < 0.05  # all labels random
+    discounted = SyntheticGatherer(temperature=0.0, discount=0.5).probabilities(left, right)
+    weights = 0.5 ** np.arange(10)
+    np.testing.assert_array_equal(discounted, 0.5 * (1 + np.sign((left.rews - right.rews) @ weights)))
+
+
+# ------------------------------------------------------------------------------------ reward model
+
+
+def test_batched_loss_equals_a_per_pair_loop() -> None:
+    data = labelled_pairs(40, 8, seed=0)
+    ensemble = RewardEnsemble(OBS, ACT, RewardNetConfig(normalize_input=False), size=1)
+    *feats, labels = pair_tensor(ensemble, data)
+    batched = bradley_terry_loss(ensemble, 0, feats, labels)
+    net = ensemble.net(0)
+    losses = []
+    for i in range(len(data)):  # the naive per-pair computation
+        r = [net.base_reward(*(f[i, side] for f in feats)).sum() for side in (0, 1)]
+        losses.append(torch.nn.functional.binary_cross_entropy_with_logits(r[0] - r[1], labels[i]))
+    torch.testing.assert_close(batched, torch.stack(losses).mean())
+
+
+def test_learned_reward_ranks_held_out_pairs() -> None:
+    train, held_out = labelled_pairs(300, 20, seed=0), labelled_pairs(500, 20, seed=1)
+    ensemble = RewardEnsemble(OBS, ACT, RewardNetConfig(hidden=(32, 32)), size=2)
+    before = preference_accuracy(ensemble, held_out)
+    stats = train_preferences(ensemble, train, epochs=30, batch_size=32, rng=np.random.default_rng(0))
+    assert stats["reward_loss"] < 0.4
+    after = preference_accuracy(ensemble, held_out)
+    assert after >= 0.9 > before
+
+
+# ------------------------------------------------------------------------------------ dataset IO
+
+
+def test_preference_dataset_round_trips_through_parquet_and_polars_reads_it(tmp_path: Path) -> None:
+    data = labelled_pairs(12, 6, seed=0)
+    data.labels[3] = np.nan  # pending
+    path = data.save(tmp_path / "prefs.parquet")
+    back = PreferenceDataset.load(path)
+    for side in ("left", "right"):
+        for key in ("obs", "acts", "next_obs", "rews", "seeds", "starts"):
+            np.testing.assert_array_equal(getattr(getattr(back, side), key), getattr(getattr(data, side), key))
+    np.testing.assert_array_equal(back.labels, data.labels)
+    assert back.env_id == "test" and len(back.labelled()) == 11
+    frame = pl.read_parquet(path)
+    assert frame.height == 12 and {"pair_id", "label", "left_obs", "right_acts"} <= set(frame.columns)
+    assert len(frame["left_obs"][0]) == 6 * 3
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="bad.parquet"):
+        PreferenceDataset.load(tmp_path / "bad.parquet")
+
+
+# ------------------------------------------------------------------------------------ schedule, budget
+
+
+@pytest.mark.parametrize("schedule", ["constant", "hyperbolic", "inverse_quadratic"])
+def test_query_schedule_spends_exactly_the_comparisons(schedule: str) -> None:
+    cfg = PreferenceComparisonsConfig(comparisons=301, iterations=6, initial_comparison_frac=0.2, query_schedule=schedule)  # type: ignore[arg-type]
+    counts = query_schedule(cfg)
+    assert len(counts) == 6 and sum(counts) == 301 and counts[0] == 60
+    if schedule == "constant":
+        assert max(counts[1:]) - min(counts[1:]) <= 1
+    else:
+        assert counts[1] >= counts[-1] + 5  # decreasing
+    assert query_schedule(PreferenceComparisonsConfig(comparisons=50, iterations=1)) == [50]
+
+
+def test_fit_counts_every_env_step_runs_exact_iterations_and_saves_the_preferences(tmp_path: Path) -> None:
+    cfg = PreferenceComparisonsConfig(
+        total_timesteps=1500,
+        iterations=3,
+        comparisons=40,
+        initial_comparison_frac=0.5,
+        initial_sampling_frac=0.3,
+        fragment_length=20,
+        ensemble_size=2,
+        active_selection=True,
+        initial_reward_epochs=2,
+        reward_epochs=1,
+        learner={"algo": "sac", "learning_starts": 100, "batch_size": 32, "net_arch": [16]},
+    )
+    spaces = ildata.envs.env_spaces("Pendulum-v1")
+    algo = PreferenceComparisons(cfg, observation_space=spaces[0], action_space=spaces[1], seed=1)
+    rows: list[dict[str, float]] = []
+    metrics = algo.fit(None, env_id="Pendulum-v1", log=lambda step, m: rows.append(m))
+    assert algo.learner is not None
+    counter = base_env(algo.learner.venv).steps  # the vec env's own counter: sampling included
+    assert counter == metrics["env_steps"] == 1500
+    assert metrics["learner_phases"] == 3 and [r.get("iteration") for r in rows[1:]] == [1.0, 2.0, 3.0]
+    assert algo.learner.num_timesteps == 1500 - 450  # the learner's phases; 450 steps of initial sampling
+    assert metrics["comparisons"] == 40 == len(algo.preferences) and metrics["queries_deferred"] == 0
+    algo.save(tmp_path / "run")
+    saved = PreferenceDataset.load(tmp_path / "run" / "preferences.parquet")
+    assert len(saved) == 40 and set(np.unique(saved.labels)) <= {0.0, 1.0} and saved.env_id == "Pendulum-v1"
+    again = load_algorithm(tmp_path / "run")
+    obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    acts = np.random.default_rng(1).uniform(-2, 2, (16, 1)).astype(np.float32)
+    assert again.reward is not None and algo.reward is not None
+    np.testing.assert_array_equal(again.reward(obs, acts, obs), algo.reward(obs, acts, obs))
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(DataError, match="active_selection"):
+        PreferenceComparisonsConfig(active_selection=True, ensemble_size=1)
+    with pytest.raises(DataError, match="initial_comparison_frac"):
+        PreferenceComparisonsConfig(initial_comparison_frac=1.5)
+    with pytest.raises(DataError, match="iterations"):
+        PreferenceComparisonsConfig(iterations=0)
+
+
+def _held_out_accuracy(algo: PreferenceComparisons, seed: int) -> float:
+    """Accuracy of the learned reward on fresh synthetic pairs from expert and random Pendulum episodes."""
+    data = ildata.load(DATASETS / "pendulum-expert").to_batch()
+    frags = fragment(data, 50, 1000, np.random.default_rng(seed + 1000))
+    left, right = frags.take(np.arange(500)), frags.take(np.arange(500, 1000))
+    labels = SyntheticGatherer(temperature=0.0)(left, right)
+    held = PreferenceDataset(left, right, labels, np.arange(500), algo.observation_space, algo.action_space)
+    return preference_accuracy(algo.ensemble, held)
+
+
+# ------------------------------------------------------------------------------------ human preferences (CLI)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`ildata prefs export` of 12 pairs from the shipped Pendulum expert data, with PNG strips."""
+    out = tmp_path_factory.mktemp("prefs") / "queries"
+    result = run_cli("prefs", "export", str(DATASETS / "pendulum-expert"), str(out), "--pairs", "12", "--length", "20")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _truthful_sheet(exported: Path, path: Path) -> PreferenceDataset:
+    """Fill the sheet as a person who sees the true returns would (one pair skipped)."""
+    queries = PreferenceDataset.load(exported / "queries.parquet")
+    rows = ["pair_id,label"]
+    for pid, left, right in zip(queries.pair_ids, queries.left.rews, queries.right.rews, strict=True):
+        rows.append(f"{pid},{'skip' if pid == 3 else 'left' if left.sum() > right.sum() else 'right'}")
+    path.write_text("\n".join(rows) + "\n")
+    return queries
+
+
+def test_export_writes_queries_sheet_and_images(exported: Path) -> None:
+    queries = PreferenceDataset.load(exported / "queries.parquet")
+    assert len(queries) == 12 and np.isnan(queries.labels).all() and queries.left.length == 20
+    assert (exported / "labels.csv").read_text().splitlines()[:2] == ["pair_id,label", "0,"]
+    images = sorted(p.name for p in (exported / "images").iterdir())
+    assert len(images) == 24 and images[0] == "pair-000000-left.png"
+    from PIL import Image
+
+    with Image.open(exported / "images" / images[0]) as strip:
+        assert strip.height <= 160 and strip.width > 3 * strip.height  # frames side by side
+
+
+def test_import_learns_a_reward_offline_and_relabels_a_dataset(exported: Path, tmp_path: Path) -> None:
+    _truthful_sheet(exported, tmp_path / "labels.csv")
+    out, relabelled = tmp_path / "reward", tmp_path / "relabelled"
+    result = run_cli(
+        "prefs", "import", str(exported), str(tmp_path / "labels.csv"), str(out), "--epochs", "30",
+        "--relabel", str(DATASETS / "pendulum-expert"), str(relabelled),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    labelled = PreferenceDataset.load(out / "preferences.parquet")
+    assert len(labelled) == 11 and 3 not in labelled.pair_ids  # the skipped pair
+    meta = json.loads((out / "reward.json").read_text())
+    assert meta["pairs"] == 11 and meta["reward_train_accuracy"] >= 0.9
+    source, new = ildata.load(DATASETS / "pendulum-expert"), ildata.load(relabelled)
+    assert new.num_transitions == source.num_transitions
+    assert not np.allclose(new.transitions().rews, source.transitions().rews)
+
+
+@pytest.mark.parametrize(
+    ("sheet", "message"),
+    [
+        ("pair_id,label\n0,left\n99,right\n", "row 2: unknown pair_id 99"),
+        ("pair_id,label\n0,lft\n", "row 1: label 'lft' is not one of left, right, equal, skip"),
+        ("id,label\n0,left\n", "missing column(s) pair_id"),
+        ("pair_id,label\n0,left\n0,right\n", "row 2: pair_id 0 is labelled twice"),
+    ],
+)
+def test_bad_label_sheets_get_one_line_naming_file_and_row(exported: Path, tmp_path: Path, sheet: str, message: str) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(sheet)
+    result = run_cli("prefs", "import", str(exported), str(path), str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ildata: error: {path}: {message}"), lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_jsonl_sheets_work_too(exported: Path, tmp_path: Path) -> None:
+    queries = PreferenceDataset.load(exported / "queries.parquet")
+    path = tmp_path / "labels.jsonl"
+    path.write_text("".join(json.dumps({"pair_id": int(p), "label": "equal"}) + "\n" for p in queries.pair_ids) + "{oops\n")
+    result = run_cli("prefs", "import", str(exported), str(path), str(tmp_path / "out"))
+    assert result.returncode == 2 and f"{path}: row 13: not JSON" in result.stderr
