@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "merge",
     "list",
     "render",
+    "prefs",
 )
 
 # name -> command module (with `register(subparsers)`), imported on first use.
