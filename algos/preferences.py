@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from algos.online.reward_nets import RewardNet, RewardNetConfig, load_reward_net
+from algos.online.reward_nets import RewardNet, RewardNetConfig, RunningNorm, load_reward_net
 from ildata.episode import DataError, EpisodeBatch
 from ildata.fsutil import atomic_output
 from ildata.spaces import space_from_dict, space_to_dict
@@ -68,7 +68,23 @@ class Fragments:
         return int(self.acts.shape[1])
 
     def take(self, rows: np.ndarray) -> Fragments:
-        return Fragments(**{k: getattr(self, k)[rows] for k in ARRAYS}, too_short=self.too_short)
+        return Fragments(
+            self.obs[rows], self.acts[rows], self.next_obs[rows], self.rews[rows], self.seeds[rows], self.starts[rows], self.too_short
+        )
+
+
+def concat_fragments(parts: Sequence[Fragments]) -> Fragments:
+    """One `Fragments` holding `parts` in order (their `too_short` counts added)."""
+    arrays = {k: np.concatenate([getattr(p, k) for p in parts]) for k in ARRAYS}
+    return Fragments(
+        arrays["obs"],
+        arrays["acts"],
+        arrays["next_obs"],
+        arrays["rews"],
+        arrays["seeds"],
+        arrays["starts"],
+        sum(p.too_short for p in parts),
+    )
 
 
 def fragment(batch: EpisodeBatch, length: int, n: int, rng: np.random.Generator) -> Fragments:
@@ -172,12 +188,9 @@ class PreferenceDataset:
         return self.take(np.flatnonzero(~np.isnan(self.labels)))
 
     def extend(self, other: PreferenceDataset) -> PreferenceDataset:
-        cat = lambda a, b: Fragments(  # noqa: E731
-            **{k: np.concatenate([getattr(a, k), getattr(b, k)]) for k in ARRAYS}, too_short=a.too_short + b.too_short
-        )
         return PreferenceDataset(
-            cat(self.left, other.left),
-            cat(self.right, other.right),
+            concat_fragments([self.left, other.left]),
+            concat_fragments([self.right, other.right]),
             np.concatenate([self.labels, other.labels]),
             np.concatenate([self.pair_ids, other.pair_ids]),
             self.observation_space,
@@ -276,22 +289,33 @@ class RewardEnsemble(nn.Module):
         self.members = nn.ModuleList([RewardNet(observation_space, action_space, config) for _ in range(size)])
         self.observation_space, self.action_space = observation_space, action_space
 
-    def encode(self, frags: Fragments) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(state, action, next_state) features of `[n, length]` steps, shaped `[n, length, dim]`."""
+    def encode(self, frags: Fragments) -> torch.Tensor:
+        """The members' input (the used parts of state, action, next state) of `[n, length]` steps: `[n, length, dim]`."""
         n, length = len(frags), frags.length
         flat = lambda x: x.reshape(n * length, *x.shape[2:])  # noqa: E731
-        terms = np.zeros(n * length, np.float32)
-        s, a, s2, _ = self.net(0).encode(flat(frags.obs), flat(frags.acts), flat(frags.next_obs), terms)
-        return s.reshape(n, length, -1), a.reshape(n, length, -1), s2.reshape(n, length, -1)
+        net = self.net(0)
+        feats = net.encode(flat(frags.obs), flat(frags.acts), flat(frags.next_obs), np.zeros(n * length, np.float32))[:3]
+        cfg = net.config
+        used = [f for f, on in zip(feats, (cfg.use_state, cfg.use_action, cfg.use_next_state), strict=True) if on]
+        return torch.cat(used, dim=1).reshape(n, length, -1)
 
     def net(self, member: int) -> RewardNet:
         return cast(RewardNet, self.members[member])
 
-    def step_rewards(self, member: int, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Member's per-step reward of features shaped `[..., dim]` -> `[...]` (one forward)."""
-        lead = feats[0].shape[:-1]
-        flat = [f.reshape(-1, f.shape[-1]) for f in feats]
-        return self.net(member).base_reward(flat[0], flat[1], flat[2]).reshape(lead)
+    def step_rewards(self, member: int, x: torch.Tensor) -> torch.Tensor:
+        """Member's per-step reward of inputs shaped `[..., dim]` -> `[...]`: one forward, any leading shape."""
+        net = self.net(member)
+        return net.mlp(net.norm(x)).squeeze(-1)
+
+    def fit_normalizers(self, x: torch.Tensor) -> None:
+        """Input statistics from all of `x` at once, then frozen: minibatch order cannot move them."""
+        for k in range(len(self.members)):
+            norm = self.net(k).norm
+            if isinstance(norm, RunningNorm):
+                norm.mean.zero_()
+                norm.var.fill_(1.0)
+                norm.count.zero_()
+                norm.update(x.reshape(-1, x.shape[-1]))
 
     @torch.no_grad()
     def predict(self, obs: Any, acts: Any, next_obs: Any) -> np.ndarray:
@@ -320,16 +344,15 @@ class RewardEnsemble(nn.Module):
         return ensemble
 
 
-def pair_tensor(ensemble: RewardEnsemble, data: PreferenceDataset) -> tuple[torch.Tensor, ...]:
-    """Features stacked as `[pairs, 2, length, dim]` (state, action, next_state) and the labels."""
-    left, right = ensemble.encode(data.left), ensemble.encode(data.right)
-    feats = tuple(torch.stack([a, b], dim=1).contiguous() for a, b in zip(left, right, strict=True))
-    return (*feats, torch.as_tensor(data.labels, dtype=torch.float32))
+def pair_tensor(ensemble: RewardEnsemble, data: PreferenceDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The members' inputs stacked as `[pairs, 2, length, dim]`, and the labels."""
+    x = torch.stack([ensemble.encode(data.left), ensemble.encode(data.right)], dim=1).contiguous()
+    return x, torch.as_tensor(data.labels, dtype=torch.float32)
 
 
-def bradley_terry_loss(ensemble: RewardEnsemble, member: int, feats: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of P(left) = sigmoid(R_left - R_right) over `[pairs, 2, length, dim]` features."""
-    returns = ensemble.step_rewards(member, feats).sum(-1)  # [pairs, 2]
+def bradley_terry_loss(ensemble: RewardEnsemble, member: int, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of P(left) = sigmoid(R_left - R_right) over `[pairs, 2, length, dim]` inputs."""
+    returns = ensemble.step_rewards(member, x).sum(-1)  # [pairs, 2]
     return nn.functional.binary_cross_entropy_with_logits(returns[:, 0] - returns[:, 1], labels)
 
 
@@ -351,9 +374,10 @@ def train_preferences(
     data = data.labelled()
     if len(data) == 0 or epochs == 0:
         return {}
-    *feats, labels = pair_tensor(ensemble, data)
+    x, labels = pair_tensor(ensemble, data)
     opts = optimizers or [torch.optim.Adam(m.parameters(), lr=learning_rate, weight_decay=weight_decay) for m in ensemble.members]
-    ensemble.train()
+    ensemble.fit_normalizers(x)
+    ensemble.eval()  # the normalisers stay frozen; the MLPs have no train-only layers
     n, losses = len(data), list[float]()
     for _ in range(epochs):
         losses = []
@@ -361,12 +385,11 @@ def train_preferences(
             order = torch.from_numpy(rng.permutation(n))
             for first in range(0, n, batch_size):
                 rows = order[first : first + batch_size]
-                loss = bradley_terry_loss(ensemble, k, [f[rows] for f in feats], labels[rows])
+                loss = bradley_terry_loss(ensemble, k, x[rows], labels[rows])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
-    ensemble.eval()
     return {"reward_loss": float(np.mean(losses)), "reward_train_accuracy": preference_accuracy(ensemble, data)}
 
 

@@ -22,6 +22,7 @@ from algos.preferences import (
     RewardEnsemble,
     SyntheticGatherer,
     bradley_terry_loss,
+    concat_fragments,
     fragment,
     pair_tensor,
     preference_accuracy,
@@ -124,12 +125,15 @@ def test_synthetic_gatherer_is_bradley_terry_seeded_with_random_labels() -> None
 def test_batched_loss_equals_a_per_pair_loop() -> None:
     data = labelled_pairs(40, 8, seed=0)
     ensemble = RewardEnsemble(OBS, ACT, RewardNetConfig(normalize_input=False), size=1)
-    *feats, labels = pair_tensor(ensemble, data)
-    batched = bradley_terry_loss(ensemble, 0, feats, labels)
+    x, labels = pair_tensor(ensemble, data)
+    assert x.shape == (40, 2, 8, 5)  # [pairs, 2, length, state + action]
+    batched = bradley_terry_loss(ensemble, 0, x, labels)
     net = ensemble.net(0)
     losses = []
     for i in range(len(data)):  # the naive per-pair computation
-        r = [net.base_reward(*(f[i, side] for f in feats)).sum() for side in (0, 1)]
+        r = [net.base_reward(torch.as_tensor(data.left.obs[i] if side == 0 else data.right.obs[i]),
+                             torch.as_tensor(data.left.acts[i] if side == 0 else data.right.acts[i]),
+                             torch.as_tensor(data.left.next_obs[i] if side == 0 else data.right.next_obs[i])).sum() for side in (0, 1)]  # fmt: skip
         losses.append(torch.nn.functional.binary_cross_entropy_with_logits(r[0] - r[1], labels[i]))
     torch.testing.assert_close(batched, torch.stack(losses).mean())
 
@@ -223,16 +227,6 @@ def test_config_errors_name_the_key() -> None:
         PreferenceComparisonsConfig(iterations=0)
 
 
-def _held_out_accuracy(algo: PreferenceComparisons, seed: int) -> float:
-    """Accuracy of the learned reward on fresh synthetic pairs from expert and random Pendulum episodes."""
-    data = ildata.load(DATASETS / "pendulum-expert").to_batch()
-    frags = fragment(data, 50, 1000, np.random.default_rng(seed + 1000))
-    left, right = frags.take(np.arange(500)), frags.take(np.arange(500, 1000))
-    labels = SyntheticGatherer(temperature=0.0)(left, right)
-    held = PreferenceDataset(left, right, labels, np.arange(500), algo.observation_space, algo.action_space)
-    return preference_accuracy(algo.ensemble, held)
-
-
 # ------------------------------------------------------------------------------------ human preferences (CLI)
 
 
@@ -281,7 +275,7 @@ def test_import_learns_a_reward_offline_and_relabels_a_dataset(exported: Path, t
     assert meta["pairs"] == 11 and meta["reward_train_accuracy"] >= 0.9
     source, new = ildata.load(DATASETS / "pendulum-expert"), ildata.load(relabelled)
     assert new.num_transitions == source.num_transitions
-    assert not np.allclose(new.transitions().rews, source.transitions().rews)
+    assert not np.allclose(np.asarray(new.transitions().rews), np.asarray(source.transitions().rews))
 
 
 @pytest.mark.parametrize(
@@ -309,3 +303,62 @@ def test_jsonl_sheets_work_too(exported: Path, tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"pair_id": int(p), "label": "equal"}) + "\n" for p in queries.pair_ids) + "{oops\n")
     result = run_cli("prefs", "import", str(exported), str(path), str(tmp_path / "out"))
     assert result.returncode == 2 and f"{path}: row 13: not JSON" in result.stderr
+
+
+# ------------------------------------------------------------------------------------ quality (slow)
+
+QUALITY = PreferenceComparisonsConfig(
+    total_timesteps=12_000,  # every env step, fragment sampling included (the bar: 50,000)
+    iterations=4,
+    comparisons=200,  # the bar: 300
+    initial_comparison_frac=0.3,
+    fragment_length=25,
+    initial_sampling_frac=0.05,
+    initial_reward_epochs=30,
+    reward_epochs=5,
+    learner={"algo": "sac", "learning_starts": 1000, "batch_size": 256, "learning_rate": 1e-3, "net_arch": [64, 64]},
+)
+
+
+def _rollouts(policy: object, episodes: int, seed: int) -> EpisodeBatch:
+    from algos.online.recorder import EpisodeRecorder
+    from algos.online.vec_env import PolicyRunner, make_vec_env
+
+    venv = EpisodeRecorder(make_vec_env("Pendulum-v1", 1, seed=seed))
+    PolicyRunner(venv).run(policy, 200 * episodes)  # type: ignore[arg-type]
+    batch = venv.pop_batch()
+    assert batch is not None and batch.num_episodes == episodes
+    return batch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pendulum_reaches_half_the_expert_and_ranks_held_out_pairs(seed: int) -> None:
+    seed_everything(seed, threads=1)
+    spaces = ildata.envs.env_spaces("Pendulum-v1")
+    algo = PreferenceComparisons(QUALITY, observation_space=spaces[0], action_space=spaces[1], seed=seed)
+    metrics = algo.fit(None, env_id="Pendulum-v1")
+    assert metrics["env_steps"] <= 50_000 and metrics["comparisons"] <= 300
+    assert algo.policy is not None
+    learned = _rollouts(algo.policy, 10, seed=100_000)
+    returns = np.add.reduceat(np.asarray(learned.rews), np.r_[0, np.cumsum(learned.lengths)[:-1]])
+    score = (returns.mean() - PENDULUM_RANDOM) / (PENDULUM_EXPERT - PENDULUM_RANDOM)
+    # Held-out synthetic pairs: fresh fragments of the learned policy's and a random policy's episodes.
+    rng = np.random.default_rng(seed + 10_000)
+    random_policy = lambda obs: rng.uniform(-2, 2, (len(obs), 1)).astype(np.float32)  # noqa: E731
+    frags = [fragment(b, 25, 600, rng) for b in (learned, _rollouts(random_policy, 10, seed=200_000))]
+    first, second = np.arange(300), np.arange(300, 600)
+    left = concat_fragments([frags[0].take(first), frags[1].take(first)])
+    right = concat_fragments([frags[1].take(second), frags[0].take(second)])
+    both = PreferenceDataset(left, right, SyntheticGatherer(temperature=0.0)(left, right), np.arange(600), *spaces)
+    within = [f.take(np.arange(300)) for f in frags]  # and pairs within each policy's fragments (harder)
+    within_pairs = [
+        PreferenceDataset(f.take(np.arange(150)), f.take(np.arange(150, 300)), np.zeros(150), np.arange(150), *spaces) for f in within
+    ]
+    for pairs in within_pairs:
+        pairs.labels = SyntheticGatherer(temperature=0.0)(pairs.left, pairs.right)
+    held_out = both.extend(within_pairs[0]).extend(within_pairs[1])
+    accuracy = preference_accuracy(algo.ensemble, held_out)
+    print(f"seed {seed}: return {returns.mean():.1f}, score {score:.3f}, held-out accuracy {accuracy:.3f}, {metrics}")
+    assert score >= 0.5
+    assert accuracy >= 0.9
