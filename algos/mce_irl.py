@@ -157,7 +157,10 @@ class MCEIRL(Algorithm):
                 "weight_norm": float(torch.sqrt(sum((p.detach() ** 2).sum() for p in params))),
             }
             done = linf <= cfg.linf_eps or grad_norm <= cfg.grad_l2_eps
-            if log is not None and (it % cfg.log_interval == 0 or done or it == cfg.n_gradient_steps - 1):
+            last = done or it == cfg.n_gradient_steps - 1
+            if last:  # the train loop reports a run that hit its iteration limit unconverged
+                metrics["converged"] = float(done)
+            if log is not None and (it % cfg.log_interval == 0 or last):
                 log(it, metrics)
             if done:
                 break
@@ -170,6 +173,7 @@ class MCEIRL(Algorithm):
             l1_normalised=normalised_l1(visits, demo_om),
             linf_delta=float(np.abs(visits - demo_om).max()),
             expected_return=expected_return(model, self.pi, cfg.discount),
+            converged=float(done),
         )
         return metrics
 

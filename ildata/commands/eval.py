@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from algos.policies import evaluate, format_report, load_policy, policy_env_id, policy_path, reference_returns, score_report
+    from algos.train import quiet_third_party
     from ildata.episode import DataError
 
     args.error_subject = args.policy
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     env_id = env_id or policy_env_id(args.policy)
     if env_id is None:
         raise DataError("no env: pass --env ENV_ID")
-    policy = load_policy(args.policy, env_id=env_id, deterministic=not args.stochastic, seed=args.seed)
-    report = score_report(evaluate(policy, env_id, args.episodes, seed=args.seed, num_envs=args.num_envs), **references)
+    with quiet_third_party():
+        policy = load_policy(args.policy, env_id=env_id, deterministic=not args.stochastic, seed=args.seed)
+        report = score_report(evaluate(policy, env_id, args.episodes, seed=args.seed, num_envs=args.num_envs), **references)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
