@@ -216,6 +216,12 @@ def test_fit_counts_every_env_step_runs_exact_iterations_and_saves_the_preferenc
     acts = np.random.default_rng(1).uniform(-2, 2, (16, 1)).astype(np.float32)
     assert again.reward is not None and algo.reward is not None
     np.testing.assert_array_equal(again.reward(obs, acts, obs), algo.reward(obs, acts, obs))
+    # The run's pairs export as queries for people (labels cleared; no replay images for a run).
+    result = run_cli("prefs", "export", str(tmp_path / "run"), str(tmp_path / "queries"), "--format", "jsonl")
+    assert result.returncode == 0 and "no images" in result.stdout, result.stderr
+    queries = PreferenceDataset.load(tmp_path / "queries" / "queries.parquet")
+    assert len(queries) == 40 and np.isnan(queries.labels).all()
+    assert len((tmp_path / "queries" / "labels.jsonl").read_text().splitlines()) == 40
 
 
 def test_config_errors_name_the_key() -> None:
