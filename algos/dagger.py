@@ -398,7 +398,9 @@ class DAgger(Algorithm):
             sampler.extend(tr.obs, np.asarray(tr.acts))
         self.bc.net.load_state_dict(torch.load(checkpoint / "bc.pt", map_location="cpu", weights_only=True))
         if (checkpoint / "optimizer.pt").is_file():
-            self.bc.optimizer = torch.optim.Adam([p for p in self.bc.net.parameters() if p.requires_grad], lr=self.config.bc.learning_rate, fused=True)
+            self.bc.optimizer = torch.optim.Adam(
+                [p for p in self.bc.net.parameters() if p.requires_grad], lr=self.config.bc.learning_rate, fused=True
+            )
             self.bc.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))
         rng.bit_generator.state = saved["mixture_rng"]
         sampler.rng.bit_generator.state = saved["sampler_rng"]
