@@ -10,6 +10,7 @@ A recipe is one file a researcher can rerun:
     threads: 1                     # torch threads (set explicitly, see FIELD-NOTES)
     config: {...}                  # exactly the fields of ALGORITHMS[algo].Config
     eval: {episodes: 20, seed: 100000}
+    tensorboard: false             # true: RUN/tensorboard/ event files (`tensorboard --logdir runs`)
 
 Checked before anything trains, so a typo costs a second, not a training run. A Config may
 list keys it renamed in `RENAMED` (old name -> new dotted name): an old key is then refused with
@@ -55,6 +56,7 @@ class Recipe:
     seed: int = 0
     threads: int = 1
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tensorboard: bool = False  # also write every logged metric as TensorBoard scalars (RUN/tensorboard/)
     # Where the recipe file lives: relative dataset paths resolve against it. Not a YAML key.
     base_dir: Path = field(default=Path("."), metadata={"yaml": False})
 

@@ -11,6 +11,8 @@
       policy/         the saved policy (`algos.policies.load_policy(run_dir)` rebuilds it)
       ...             whatever else the algorithm saved (`_save_state`: reward net, KDE data)
       eval.json       final evaluation: mean/std return over N episodes, normalised score
+      tensorboard/    with `tensorboard: true` (or `ildata train --tensorboard`): every metric
+                      as a TensorBoard scalar, written as training goes
 
 Everything is written through `ildata.fsutil.atomic_output` (a temporary sibling renamed at the
 end), so a failed or interrupted run leaves no folder that looks finished; the temporary folder is
@@ -32,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import re
 import sys
 import time
 import warnings
@@ -98,10 +101,16 @@ def prepare(recipe: Recipe) -> Prepared:
             raise DataError(f"env: {exc}") from None
     try:
         algo = cls(recipe.config, observation_space=observation_space, action_space=action_space, seed=recipe.seed)
-    except DataError as exc:  # the algorithm rejects its config for this data (e.g. head vs actions)
-        raise DataError(f"config.{exc}") from None
+    except DataError as exc:  # the algorithm rejects its config or this data (e.g. head vs actions)
+        message = str(exc)
+        # A config key's error ("head: ...") is named as the recipe key; anything else (the data's
+        # spaces) is the algorithm speaking about the data.
+        raise DataError(f"config.{message}" if _CONFIG_KEY.match(message) else f"algo {recipe.algo}: {message}") from None
     algo.check_inputs(dataset, env_id)  # experts, extra data: refused here, before any training
     return Prepared(recipe, dataset, env_id, algo)
+
+
+_CONFIG_KEY = re.compile(r"^[A-Za-z_][\w.]*: ")
 
 
 def default_run_dir(recipe: Recipe) -> Path:
@@ -314,6 +323,14 @@ def final_evaluation(policy: Policy, env_id: str, recipe: Recipe, references: di
     return score_report(result, references["expert_return"], references["random_return"])
 
 
+def tensorboard_writer(folder: Path) -> Any:
+    """A `torch.utils.tensorboard.SummaryWriter` flushing every few seconds, so `tensorboard
+    --logdir runs` shows a run as it trains. Imported here: only runs that ask pay for it."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(folder), flush_secs=5)
+
+
 def partial_dir(run_dir: Path) -> Path:
     """Where a resumable run trains: finished rounds survive an interrupt there (`--resume`)."""
     return run_dir.with_name(f"{run_dir.name}.partial")
@@ -512,16 +529,22 @@ def _train_into(tmp: Path, prepared: Prepared, echo: Callable[[str], None], prog
 
     metrics_file = MetricsFile(tmp / "metrics.csv")
     console = Console(echo, expected_steps(prepared.algo), progress)
+    board = tensorboard_writer(tmp / "tensorboard") if recipe.tensorboard else None
 
     def log(step: int, metrics: dict[str, float]) -> None:
         metrics_file.add(step, metrics)
         console.row(step, metrics)
+        if board is not None:
+            for name, value in metrics.items():
+                board.add_scalar(name, value, step)
 
     started = time.perf_counter()
     try:
         final = prepared.algo.fit(ds, env_id=prepared.env_id, log=log)
     finally:
         console.close()
+        if board is not None:
+            board.close()
     train_seconds = time.perf_counter() - started
     # An iterative algorithm with a convergence test returns `converged` (1.0 or 0.0): a stop at the
     # iteration limit is said on the console and kept in metrics.csv's last row and eval.json.

@@ -378,3 +378,25 @@ def test_a_run_that_did_not_converge_says_so(tmp_path: Path, monkeypatch) -> Non
     header, *_, last = (out / "metrics.csv").read_text().splitlines()
     assert header.endswith(",converged") and last.endswith(",0.0")
     assert json.loads((out / "eval.json").read_text())["converged"] is False
+
+
+def test_tensorboard_setting_logs_every_metric_as_it_is_in_metrics_csv(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    short = ["config.n_gradient_steps=200", "config.log_interval=50", "config.rollout_interval=100", "config.rollout_episodes=1"]
+    sets = [a for s in [*short, "eval.episodes=1"] for a in ("--set", s)]
+    assert main(["train", str(RECIPE), "--out", str(out), *sets, "--tensorboard", "--quiet"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["tensorboard"] is True
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    with (out / "metrics.csv").open() as f:
+        header, *rows = [line.strip().split(",") for line in f]
+    for column, name in enumerate(header[1:], start=1):
+        logged = [(int(r[0]), float(r[column])) for r in rows if r[column]]
+        scalars = [(e.step, e.value) for e in events.Scalars(name)]
+        assert [s for s, _ in scalars] == [s for s, _ in logged], name
+        assert np.allclose([v for _, v in scalars], [v for _, v in logged], rtol=1e-6), name
+    # Without the setting there is no tensorboard folder.
+    assert main(["train", str(RECIPE), "--out", str(tmp_path / "plain"), *sets, "--quiet"]) == 0
+    assert not (tmp_path / "plain" / "tensorboard").exists()

@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, help="the run's seed (overrides the recipe's `seed:`)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<timestamp>)")
+    p.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard logs to RUN/tensorboard/ (the recipe's `tensorboard: true`)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")
     p.add_argument(
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from ildata.episode import DataError
 
     overrides = [*args.overrides, *([f"seed={args.seed}"] if args.seed is not None else [])]
+    if args.tensorboard:
+        overrides.append("tensorboard=true")
     recipe = load_recipe(args.recipe, overrides)
     if args.resume is not None and (args.out is not None or args.overwrite):
         raise DataError("--resume continues RUN in place: --out and --overwrite do not apply")
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = run_recipe(recipe, out=args.out, overwrite=args.overwrite, echo=echo, resume=args.resume, progress=args.progress)
     except RunInterrupted as exc:
         seed = f" --seed {args.seed}" if args.seed is not None else ""
-        sets = "".join(f" --set {o}" for o in args.overrides)
+        sets = "".join(f" --set {o}" for o in args.overrides) + (" --tensorboard" if args.tensorboard else "")
         print(f"ildata: {exc}; continue with: ildata train {args.recipe}{sets}{seed} --resume {exc.run_dir}", file=sys.stderr)
         raise
     if args.quiet:
