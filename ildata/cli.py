@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "list",
     "render",
     "prefs",
+    "sweep",
 )
 
 # name -> command module (with `register(subparsers)`), imported on first use.
