@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 
 from ildata.envs import env_spaces
-from ildata.episode import DataError, Obs
-from ildata.formats import WRITERS, SourceRead, read_source
+from ildata.episode import DataError, EpisodeBatch, Obs
+from ildata.formats import WRITERS, SourceChunks, SourceMeta, SourceRead, read_source, read_source_chunks
 from ildata.fsutil import atomic_output, check_destination
 
 # `--to FORMAT` for ildata stores; every other format is a writer of `ildata.formats.WRITERS`.
@@ -61,16 +61,45 @@ def read(src: str | Path, *, env_id: str | None = None) -> tuple[SourceRead, Pat
     path = resolve_source(src)
     source = read_source(path)
     if env_id is not None:
+        _apply_env(source, source.batch, env_id, first=True)
+    return source, path
+
+
+def read_chunks(src: str | Path, *, env_id: str | None = None) -> tuple[SourceChunks, Path]:
+    """`read`, piece by piece where the source's reader can (`read_source_chunks`): each chunk
+    is checked against `env_id`'s spaces as it is read."""
+    path = resolve_source(src)
+    source = read_source_chunks(path)
+    if env_id is None:
+        return source, path
+    chunks = source.chunks
+    first = next(chunks, None)  # the spaces may come from the data (its dtype): peek at it
+    if first is not None:
+        _apply_env(source, first, env_id, first=True)
+    pending = [first] if first is not None else []
+
+    def checked() -> Iterator[EpisodeBatch]:
+        if pending:
+            yield pending.pop()  # not held once handed over
+        for chunk in chunks:
+            _apply_env(source, chunk, env_id, first=False)
+            yield chunk
+
+    source.chunks = checked()
+    return source, path
+
+
+def _apply_env(source: SourceMeta, batch: EpisodeBatch, env_id: str, *, first: bool) -> None:
+    """Check `batch` against `env_id`'s spaces; for the first batch, record the env and take
+    the spaces the source lacks from it."""
+    if first:
         if source.env_id is not None and source.env_id != env_id:
             source.notes.append(f"source says env {source.env_id}, overridden by {env_id}")
         source.env_id = env_id
-        obs_space, act_space = check_env_fits(
-            env_id, source.batch.obs, source.batch.acts, recorded=(source.observation_space, source.action_space)
-        )
-        if source.observation_space is None or source.action_space is None:
-            source.observation_space = source.observation_space or _with_data_dtype(obs_space, source.batch.obs)
-            source.action_space = source.action_space or act_space
-    return source, path
+    obs_space, act_space = check_env_fits(env_id, batch.obs, batch.acts, recorded=(source.observation_space, source.action_space))
+    if first and (source.observation_space is None or source.action_space is None):
+        source.observation_space = source.observation_space or _with_data_dtype(obs_space, batch.obs)
+        source.action_space = source.action_space or act_space
 
 
 def check_env_fits(
@@ -174,7 +203,7 @@ def convert(
 
     `dst` may neither contain nor lie inside the source: replacing it would delete the source,
     and writing into it would modify the source."""
-    from ildata.store import Provenance, load, sha256_path, write_dataset
+    from ildata.store import Provenance, load, sha256_path, write_chunks
 
     if to not in STORE_FORMATS and to not in WRITERS:
         raise DataError(f"unknown output format {to!r} (choose from {', '.join([*STORE_FORMATS, *WRITERS.names()])})")
@@ -188,76 +217,76 @@ def convert(
     check_destination(dst, overwrite=overwrite, sources=(path,))
     _check_utf8_name(dst)
     stage("reading")
-    # The source hash (I/O and hashlib, both release the GIL) runs while the source is parsed.
+    # The source hash (I/O and hashlib, both release the GIL) runs while the source is read and
+    # the store written; it is needed only for the provenance, written last.
     with ThreadPoolExecutor(max_workers=1) as pool:
         source_hash = pool.submit(sha256_path, path) if path.exists() else None
-        source, path = read(path, env_id=env_id)
-        try:
-            source_sha256 = source_hash.result() if source_hash else None
-        except UnicodeEncodeError as exc:  # a file name that is not valid UTF-8
-            raise DataError(f"cannot hash the source: a file name in it is not valid UTF-8 ({exc.object!r})") from None
-    batch = source.batch
-    obs_space = source.observation_space
-    if fixed_horizon is not None:
-        from ildata.horizon import make_fixed_horizon
+        if fixed_horizon is None:
+            source, path = read_chunks(path, env_id=env_id)
+        else:
+            whole, path = read(path, env_id=env_id)
+            source = SourceChunks.of(whole, _fixed_horizon(whole, fixed_horizon, horizon, stage))
+        obs_space = source.observation_space
 
-        stage(f"making fixed-horizon ({fixed_horizon})")
-        before = len(batch.lengths)
-        batch = make_fixed_horizon(batch, fixed_horizon, horizon)
-        if fixed_horizon == "absorbing" and obs_space is not None:
-            obs_space = _absorbing_space(obs_space)
-        dropped = before - len(batch.lengths)
-        if dropped:  # the reader's notes count the source's episodes, not the ones kept
-            source.notes = [f"before --fixed-horizon truncate: {note}" for note in source.notes]
-            source.notes.append(
-                f"--fixed-horizon truncate kept {len(batch.lengths)} of {before} episodes, dropping "
-                f"{dropped} shorter than {int(batch.lengths[0])} steps"
+        def provenance() -> Provenance:
+            try:
+                source_sha256 = source_hash.result() if source_hash else None
+            except UnicodeEncodeError as exc:  # a file name that is not valid UTF-8
+                raise DataError(f"cannot hash the source: a file name in it is not valid UTF-8 ({exc.object!r})") from None
+            return Provenance(
+                source_path=str(path.resolve()),
+                source_format=source.format,
+                source_sha256=source_sha256,
+                extra={**source.provenance_extra, **({"notes": source.notes} if source.notes else {})} or None,
             )
-    provenance = Provenance(
-        source_path=str(path.resolve()),
-        source_format=source.format,
-        source_sha256=source_sha256,
-        extra={**source.provenance_extra, **({"notes": source.notes} if source.notes else {})} or None,
-    )
-    if to in STORE_FORMATS:
-        stage("writing")
-        out = write_dataset(
-            batch,
-            dst,
+
+        options: dict[str, Any] = dict(
             observation_space=obs_space,
             action_space=source.action_space,
             env_id=source.env_id,
             provenance=provenance,
-            overwrite=overwrite,
-            data_format=STORE_FORMATS[to],
             extra_info=source.extra_info,
+            total_transitions=source.total_transitions,
         )
-        return load(out)
-    # Other formats: go through a temporary store so every writer reads one well-typed input.
-    write = WRITERS.get(to)
-    # Minari names a dataset by its path under the Minari root, not by the temporary folder.
-    minari = importlib.import_module("ildata.formats.minari_dir") if to == "minari" else None
-    options = {"dataset_id": minari.dataset_id_for(dst)} if minari is not None else {}
-    with atomic_output(dst, overwrite=overwrite, sources=(path,)) as out:
-        with tempfile.TemporaryDirectory(prefix=f".{dst.name}.work-", dir=dst.parent) as work:
+        if to in STORE_FORMATS:
             stage("writing")
-            ds = load(
-                write_dataset(
-                    batch,
-                    Path(work) / "store",
-                    observation_space=obs_space,
-                    action_space=source.action_space,
-                    env_id=source.env_id,
-                    provenance=provenance,
-                    extra_info=source.extra_info,
-                )
-            )
-            stage(f"exporting to {to}")
-            out.rmdir()  # each writer creates its output (a folder, or d3rlpy's single file) itself
-            notes = write(ds, out, **options) or []
+            out = write_chunks(source.chunks, dst, overwrite=overwrite, data_format=STORE_FORMATS[to], **options)
+            return load(out)
+        # Other formats: go through a temporary store so every writer reads one well-typed input.
+        write = WRITERS.get(to)
+        # Minari names a dataset by its path under the Minari root, not by the temporary folder.
+        minari = importlib.import_module("ildata.formats.minari_dir") if to == "minari" else None
+        extra = {"dataset_id": minari.dataset_id_for(dst)} if minari is not None else {}
+        with atomic_output(dst, overwrite=overwrite, sources=(path,)) as out:
+            with tempfile.TemporaryDirectory(prefix=f".{dst.name}.work-", dir=dst.parent) as work:
+                stage("writing")
+                ds = load(write_chunks(source.chunks, Path(work) / "store", **options))
+                stage(f"exporting to {to}")
+                out.rmdir()  # each writer creates its output (a folder, or d3rlpy's single file) itself
+                notes = write(ds, out, **extra) or []
     if minari is not None:
-        minari.register_namespace(dst, options["dataset_id"])
+        minari.register_namespace(dst, extra["dataset_id"])
     return ExportResult(path=dst, notes=[*source.notes, *notes])
+
+
+def _fixed_horizon(source: SourceRead, fixed_horizon: str, horizon: int | None, stage: Stage) -> EpisodeBatch:
+    """The source's episodes made fixed-horizon (needs them all: the horizon is the longest or
+    shortest episode); its observation space and notes are updated to match."""
+    from ildata.horizon import make_fixed_horizon
+
+    stage(f"making fixed-horizon ({fixed_horizon})")
+    before = len(source.batch.lengths)
+    batch = make_fixed_horizon(source.batch, fixed_horizon, horizon)
+    if fixed_horizon == "absorbing" and source.observation_space is not None:
+        source.observation_space = _absorbing_space(source.observation_space)
+    dropped = before - len(batch.lengths)
+    if dropped:  # the reader's notes count the source's episodes, not the ones kept
+        source.notes = [f"before --fixed-horizon truncate: {note}" for note in source.notes]
+        source.notes.append(
+            f"--fixed-horizon truncate kept {len(batch.lengths)} of {before} episodes, dropping "
+            f"{dropped} shorter than {int(batch.lengths[0])} steps"
+        )
+    return batch
 
 
 def _check_utf8_name(dst: Path) -> None:

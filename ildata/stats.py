@@ -7,7 +7,7 @@ Episode-level statistics use polars over the episode table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,12 +28,13 @@ def _as_2d(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1, array.shape[-1])
 
 
-def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, std, min, max per column in one pass over row chunks.
+def _moment_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sum, sum of squares, min and max per column in one pass over row chunks.
 
     Hand-rolled rather than `ndarray.std` or polars: both materialise a float64 copy of the
     whole feature (3.4 GB for 20k 84x84x3 images) and took 2-4x longer on 2M x 17 floats. Chunks
-    are converted to float64 so float16/float32 sums of millions of rows stay accurate.
+    are converted to float64 so float16/float32 sums of millions of rows stay accurate. Sums (not
+    means) so that pieces of a feature (shards) combine exactly.
     """
     rows, cols = values.shape
     chunk = max(1, (1 << 20) // max(1, cols))
@@ -47,30 +48,75 @@ def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         total_sq += np.einsum("ij,ij->j", block, block)
         np.minimum(low, block.min(axis=0), out=low)
         np.maximum(high, block.max(axis=0), out=high)
-    mean = total / rows
-    var = np.maximum(total_sq / rows - mean**2, 0.0)
-    return mean, np.sqrt(var), low, high
+    return total, total_sq, low, high
 
 
-def feature_stats(array: np.ndarray) -> dict[str, Any]:
-    """Mean, std, min, max and quantiles of one per-step feature (lists, one entry per channel)."""
-    stats: dict[str, Any] = {"count": int(array.shape[0])}
-    if array.size > MOMENT_SAMPLE_VALUES:
-        array = array[:: -(-array.size // MOMENT_SAMPLE_VALUES)]
-        stats["sampled_steps"] = int(array.shape[0])
-    values = _as_2d(array)
-    if values.dtype == np.bool_:
-        values = values.view(np.uint8)
-    if values.shape[0] == 0:
+class FeatureStats:
+    """Statistics of one per-step feature fed piece by piece (shards, in order), for a feature of
+    `total_steps` steps of shape `step_shape` known in advance: the sampled steps and quantile
+    rows are chosen by their position in the whole feature, so the result is the one-pass result
+    (the sums differ only by float rounding where pieces split the summation blocks)."""
+
+    def __init__(self, total_steps: int, step_shape: tuple[int, ...]):
+        self.total_steps = total_steps
+        size = total_steps * int(np.prod(step_shape, dtype=np.int64))
+        # Moments of huge features on evenly spaced steps; quantiles on evenly spaced rows.
+        self.step = -(-size // MOMENT_SAMPLE_VALUES) if size > MOMENT_SAMPLE_VALUES else 1
+        self.sampled_steps = -(-total_steps // self.step)
+        self.rows_per_step = int(np.prod(step_shape[:-1], dtype=np.int64)) if step_shape else 1
+        rows = self.sampled_steps * self.rows_per_step
+        self.rows = rows
+        self.row_stride = max(1, rows // QUANTILE_SAMPLE_ROWS) if rows > QUANTILE_SAMPLE_ROWS else 1
+        self.seen = 0
+        self.sums: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.sample: list[np.ndarray] = []
+
+    def add(self, piece: np.ndarray) -> None:
+        """The next `len(piece)` steps of the feature."""
+        first = -self.seen % self.step
+        selected = piece[first :: self.step]
+        row0 = (self.seen + first) // self.step * self.rows_per_step  # global row of selected[0]
+        self.seen += len(piece)
+        values = _as_2d(selected)
+        if values.dtype == np.bool_:
+            values = values.view(np.uint8)
+        if values.shape[0] == 0:
+            return
+        sums = _moment_sums(values)
+        if self.sums is None:
+            self.sums = sums
+        else:
+            total, total_sq, low, high = self.sums
+            self.sums = (total + sums[0], total_sq + sums[1], np.minimum(low, sums[2]), np.maximum(high, sums[3]))
+        self.sample.append(values[-row0 % self.row_stride :: self.row_stride])
+
+    def result(self) -> dict[str, Any]:
+        if self.seen != self.total_steps:
+            raise ValueError(f"fed {self.seen} steps of {self.total_steps}")
+        stats: dict[str, Any] = {"count": int(self.total_steps)}
+        if self.step > 1:
+            stats["sampled_steps"] = int(self.sampled_steps)
+        if self.sums is None:
+            return stats
+        total, total_sq, low, high = self.sums
+        mean = total / self.rows
+        std = np.sqrt(np.maximum(total_sq / self.rows - mean**2, 0.0))
+        stats.update(mean=mean.tolist(), std=std.tolist(), min=low.tolist(), max=high.tolist())
+        sample = self.sample[0] if len(self.sample) == 1 else np.concatenate(self.sample)
+        qs = np.quantile(sample.astype(np.float64, copy=False), QUANTILES, axis=0)
+        stats["quantiles"] = {f"q{int(q * 100):02d}": qs[i].tolist() for i, q in enumerate(QUANTILES)}
+        stats["quantiles_exact"] = self.rows <= QUANTILE_SAMPLE_ROWS
         return stats
-    mean, std, low, high = _moments(values)
-    stats.update(mean=mean.tolist(), std=std.tolist(), min=low.tolist(), max=high.tolist())
-    rows = values.shape[0]
-    sample = values[:: max(1, rows // QUANTILE_SAMPLE_ROWS)] if rows > QUANTILE_SAMPLE_ROWS else values
-    qs = np.quantile(sample.astype(np.float64, copy=False), QUANTILES, axis=0)
-    stats["quantiles"] = {f"q{int(q * 100):02d}": qs[i].tolist() for i, q in enumerate(QUANTILES)}
-    stats["quantiles_exact"] = sample is values
-    return stats
+
+
+def feature_stats(array: np.ndarray | Sequence[np.ndarray]) -> dict[str, Any]:
+    """Mean, std, min, max and quantiles of one per-step feature (lists, one entry per channel),
+    given whole or as consecutive pieces (a multi-shard store's shards: never concatenated)."""
+    pieces = [array] if isinstance(array, np.ndarray) else list(array)
+    accumulator = FeatureStats(sum(len(p) for p in pieces), tuple(pieces[0].shape[1:]))
+    for piece in pieces:
+        accumulator.add(piece)
+    return accumulator.result()
 
 
 def rollout_stats(lengths: np.ndarray, returns: np.ndarray | None) -> dict[str, float]:
@@ -92,8 +138,10 @@ def rollout_stats(lengths: np.ndarray, returns: np.ndarray | None) -> dict[str, 
     return out
 
 
-def dataset_stats(features: Mapping[str, np.ndarray], lengths: np.ndarray, returns: np.ndarray | None) -> dict[str, Any]:
-    """Everything `meta/stats.json` holds."""
+def dataset_stats(
+    features: Mapping[str, np.ndarray | Sequence[np.ndarray]], lengths: np.ndarray, returns: np.ndarray | None
+) -> dict[str, Any]:
+    """Everything `meta/stats.json` holds (each feature whole or as consecutive pieces)."""
     return {
         "episodes": rollout_stats(lengths, returns),
         "features": {name: feature_stats(array) for name, array in features.items()},

@@ -109,10 +109,17 @@ def make_read(
         infos=plain_infos(infos, info_budget(source_bytes)) if infos is not None else None,
     )
     notes = list(notes or [])
-    unknown = int((~known).sum())
-    if unknown:
-        notes.append(
-            f"{unknown} of {len(known)} episodes: imitation stores time-limit truncation as "
-            "terminal=True, so whether they terminated or were truncated is recorded as unknown"
-        )
+    note = termination_note(int((~known).sum()), len(known))
+    if note:
+        notes.append(note)
     return SourceRead(batch=batch, format=fmt, notes=notes)
+
+
+def termination_note(unknown: int, episodes: int) -> str | None:
+    """The note for episodes whose termination imitation's `terminal` cannot tell apart."""
+    if not unknown:
+        return None
+    return (
+        f"{unknown} of {episodes} episodes: imitation stores time-limit truncation as "
+        "terminal=True, so whether they terminated or were truncated is recorded as unknown"
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ildata.episode import DataError, EpisodeBatch
-from ildata.formats import SourceRead
-from ildata.formats.imitation_common import TRUNCATED_KEY, make_read
+from ildata.formats import SourceChunks, SourceRead, chunk_ranges
+from ildata.formats.imitation_common import TRUNCATED_KEY, make_read, termination_note
 from ildata.fsutil import atomic_output, inside, require_regular_file
 
 if TYPE_CHECKING:
@@ -75,7 +75,48 @@ def read(path: Path) -> SourceRead:
     return source_from_imitation_table(table, source_bytes=sum(file.stat().st_size for file in files))
 
 
+def read_chunks(path: Path) -> SourceChunks:
+    """The shards one at a time (memory-mapped), each cut into groups of trajectories of about
+    `CHUNK_BYTES`: only one group's arrays are ever decoded."""
+    files = _arrow_files(path)
+    source_bytes = sum(file.stat().st_size for file in files)
+    steps = 0
+    for file in files:  # the totals, from the list offsets alone (validated per shard below)
+        table = _read_shard(file)
+        steps += int(_list_lengths(table, "acts").sum())
+    notes: list[str] = []
+
+    def chunks() -> Iterator[EpisodeBatch]:
+        unknown = episodes = 0
+        for file in files:
+            table = _read_shard(file)
+            if table.num_rows == 0:
+                continue
+            lengths = _list_lengths(table, "acts")
+            for start, stop in chunk_ranges(lengths, table.nbytes / max(1, int(lengths.sum()))):
+                batch = source_from_imitation_table(table.slice(start, stop - start), source_bytes=source_bytes).batch
+                unknown += int((~batch.termination_known).sum())
+                episodes += batch.num_episodes
+                yield batch
+        if episodes == 0:
+            raise DataError("no trajectories")
+        note = termination_note(unknown, episodes)
+        if note:
+            notes.append(note)
+
+    return SourceChunks(format=FORMAT, notes=notes, chunks=chunks(), total_transitions=steps)
+
+
 # ----------------------------------------------------------------------------- columns
+
+
+def _list_lengths(table: pa.Table, name: str) -> np.ndarray:
+    """Items per trajectory of a list column, from its offsets (no copy of the items); ones when
+    the column is missing or not a list (reading the rows then says what is wrong)."""
+    kind = table.schema.field(name).type if name in table.column_names else None
+    if kind is None or not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+        return np.ones(table.num_rows, dtype=np.int64)
+    return pc.list_value_length(table.column(name)).fill_null(1).to_numpy().astype(np.int64)
 
 
 def _steps(table: pa.Table, name: str) -> tuple[np.ndarray, pa.Array]:

@@ -39,7 +39,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "fingerprint": ("compute_fingerprint", "mismatched_files", "sha256_file", "sha256_path", "xxh3_file"),
     "read": ("CONCAT_FORMAT", "Part", "StoredColumn", "TrajectoryDataset", "Transitions", "decode_info", "load", "read_info", "to_numpy"),
     "verify": ("verify_store",),
-    "write": ("episode_ordinals", "infos_to_json", "save", "split_obs", "to_arrow", "write_dataset"),
+    "write": ("episode_ordinals", "infos_to_json", "save", "split_obs", "to_arrow", "write_chunks", "write_dataset"),
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     )
     from ildata.store.read import CONCAT_FORMAT, Part, StoredColumn, TrajectoryDataset, Transitions, decode_info, load, read_info, to_numpy
     from ildata.store.verify import verify_store
-    from ildata.store.write import episode_ordinals, infos_to_json, save, split_obs, to_arrow, write_dataset
+    from ildata.store.write import episode_ordinals, infos_to_json, save, split_obs, to_arrow, write_chunks, write_dataset
 
 
 def __getattr__(name: str) -> Any:

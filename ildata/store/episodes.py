@@ -31,20 +31,22 @@ SCHEMA = pa.schema(
 NULLABLE = frozenset(f.name for f in SCHEMA if f.nullable)
 
 
-def episode_table(batch: EpisodeBatch) -> pa.Table:
+def episode_table(batch: EpisodeBatch, *, first_episode: int = 0, first_row: int = 0) -> pa.Table:
+    """The episode rows of `batch`, numbered from `first_episode`, its rows from `first_row`
+    (a chunk of a store written piece by piece)."""
     lengths = batch.lengths
     n = len(lengths)
     returns = batch.returns()
     seeds = batch.seeds
     return pa.table(
         {
-            "episode_index": pa.array(np.arange(n, dtype=np.int64)),
+            "episode_index": pa.array(np.arange(first_episode, first_episode + n, dtype=np.int64)),
             "length": pa.array(lengths.astype(np.int64)),
             "return": pa.array(returns, type=pa.float64()) if returns is not None else pa.nulls(n, pa.float64()),
             "terminated": pa.array(batch.terminated),
             "truncated": pa.array(batch.truncated),
             "termination_known": pa.array(batch.termination_known),
-            "first_row": pa.array(batch.first_rows.astype(np.int64)),
+            "first_row": pa.array(batch.first_rows.astype(np.int64) + first_row),
             "seed": pa.array(seeds, mask=seeds < 0, type=pa.int64()) if seeds is not None else pa.nulls(n, pa.int64()),
         }
     )

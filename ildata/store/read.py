@@ -433,23 +433,58 @@ class TrajectoryDataset:
             yield self[i]
 
     def transitions(self) -> Transitions:
-        """All transitions as numpy arrays: views of the memory-mapped data for a whole store."""
+        """All transitions as numpy arrays: views of the memory-mapped data for a whole store of
+        one shard (several shards are concatenated: see `transition_chunks` for bounded memory)."""
+        return self._transitions(self._rows(), slice(0, self.num_transitions))
+
+    def transition_chunks(self) -> Iterator[Transitions]:
+        """All transitions, in order, one Transitions per shard touched: views of the mapped
+        shard for a whole store, so a store larger than memory is read with one shard's pages
+        resident at most (`transitions()` would concatenate the shards)."""
+        position = 0
+        for rows in self._shard_spans():
+            n = rows.stop - rows.start if isinstance(rows, slice) else len(rows)
+            yield self._transitions(rows, slice(position, position + n))
+            position += n
+
+    def _shard_spans(self) -> Iterator[slice | np.ndarray]:
+        """This (sub)set's stored transition rows, in order, cut where they change shard."""
+        column = self._column("acts")
+        starts = column.starts if isinstance(column, StoredColumn) else np.array([0, len(column)])
         rows = self._rows()
+        if isinstance(rows, slice):
+            for c in range(len(starts) - 1):
+                start, stop = max(rows.start, int(starts[c])), min(rows.stop, int(starts[c + 1]))
+                if start < stop:
+                    yield slice(start, stop)
+            return
+        chunk = np.searchsorted(starts, rows, side="right") - 1
+        yield from np.split(rows, np.flatnonzero(np.diff(chunk)) + 1) if len(rows) else []
+
+    def _transitions(self, rows: slice | np.ndarray, positions: slice) -> Transitions:
+        """The transitions at stored `rows`, which are this (sub)set's transitions `positions`."""
         n = self.num_transitions
         ends = np.cumsum(self._lengths) - 1
         dones = np.zeros(n, dtype=bool)
         dones[ends] = True
         terminated = np.zeros(n, dtype=bool)
         terminated[ends] = self.episode_column("terminated")
+        if len(self.parts) == 1:
+            episode_index = self._column(EPISODE_INDEX)[rows]
+        else:  # each part's stored column counts from 0: a concat numbers its episodes itself
+            first = int(np.searchsorted(ends, positions.start))
+            last = int(np.searchsorted(ends, max(positions.start, positions.stop - 1))) + 1
+            local = np.repeat(self._ids[first:last], self._lengths[first:last])
+            offset = positions.start - (int(ends[first - 1]) + 1 if first else 0)
+            episode_index = local[offset : offset + positions.stop - positions.start]
         return Transitions(
             obs=self._obs("obs", rows),
             acts=self._column("acts")[rows],
             next_obs=self._obs("next_obs", rows),
-            dones=dones,
-            terminated=terminated,
+            dones=dones[positions],
+            terminated=terminated[positions],
             rews=self._column("rews")[rows] if self.meta.has_rewards else None,
-            # each part's stored column counts from 0: a concat numbers its episodes itself
-            episode_index=self._column(EPISODE_INDEX)[rows] if len(self.parts) == 1 else np.repeat(self._ids, self._lengths),
+            episode_index=episode_index,
         )
 
     def to_batch(self) -> EpisodeBatch:
@@ -470,7 +505,9 @@ class TrajectoryDataset:
             flat[key] = out
         infos = None
         if self.meta.has_infos:
-            infos = [decode_info(s) for s in self._infos().take(pa.array(np.arange(self._table.num_rows)[rows])).to_pylist()]
+            column = self._infos()
+            texts = column.slice(rows.start, rows.stop - rows.start) if isinstance(rows, slice) else column.take(pa.array(rows))
+            infos = [decode_info(s) for s in texts.to_pylist()]
         seeds = self.episode_column("seed").astype(np.float64)
         return EpisodeBatch(
             obs=unflatten_obs(flat),
@@ -487,19 +524,23 @@ class TrajectoryDataset:
     # ---- statistics
     def stats(self) -> dict[str, Any]:
         """imitation's rollout_stats keys plus per-feature statistics (from meta/stats.json for a whole store)."""
-        from ildata.stats import feature_stats, rollout_stats
+        from ildata.stats import FeatureStats, rollout_stats
 
         out: dict[str, Any] = rollout_stats(self._lengths, self.returns)
         out["n_transitions"] = self.num_transitions
         if self._subset is None and len(self.parts) == 1 and (self.path / STATS_FILE).is_file():
             out["features"] = json.loads((self.path / STATS_FILE).read_text())["features"]
         else:
-            tr = self.transitions()
-            arrays = {("obs" if not k else f"obs.{k}"): v for k, v in flatten_obs(tr.obs).items()}
-            arrays["acts"] = tr.acts
-            if tr.rews is not None:
-                arrays["rews"] = tr.rews
-            out["features"] = {name: feature_stats(array) for name, array in arrays.items()}
+            # Shard by shard: the same numbers as over the concatenation, which is never built.
+            accumulators: dict[str, FeatureStats] = {}
+            for tr in self.transition_chunks():
+                arrays = {("obs" if not k else f"obs.{k}"): v for k, v in flatten_obs(tr.obs).items()}
+                arrays["acts"] = tr.acts
+                if tr.rews is not None:
+                    arrays["rews"] = tr.rews
+                for name, array in arrays.items():
+                    accumulators.setdefault(name, FeatureStats(self.num_transitions, array.shape[1:])).add(array)
+            out["features"] = {name: accumulator.result() for name, accumulator in accumulators.items()}
         return out
 
     # ---- checks

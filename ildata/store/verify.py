@@ -126,23 +126,41 @@ def content_problems(root: Path, info: DatasetInfo, table: pa.Table, episodes: p
         yield f"{INFO_FILE}: the files do not match the fingerprint{which}"
 
     lengths = to_numpy(episodes.column("length"))
-    first = to_numpy(episodes.column("first_row"))
-    last = first + lengths - 1
-    ordinals = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-    index = to_numpy(table.column(EPISODE_INDEX))
-    if not np.array_equal(index, ordinals):
-        row = int(np.flatnonzero(index != ordinals)[0])
-        yield f"{DATA}: episode_index of row {row} is {index[row]}, but the episode table puts it in episode {ordinals[row]}"
-    for flag in FLAG_COLUMNS:
-        per_step = to_numpy(table.column(flag))
-        expected = np.zeros(len(per_step), dtype=bool)
-        expected[last] = to_numpy(episodes.column(flag))
-        if not np.array_equal(per_step, expected):
-            row = int(np.flatnonzero(per_step != expected)[0])
-            yield f"{DATA}: {flag} is {bool(per_step[row])} on row {row}, the episode table says {bool(expected[row])}"
+    ends = np.cumsum(lengths)
+    flags = {flag: to_numpy(episodes.column(flag)) for flag in FLAG_COLUMNS}
+    sums = np.zeros(len(lengths))
+    first_bad: dict[str, str] = {}  # check -> its first problem, in row order
+    # Shard by shard (each a record batch of the mapped files): never the whole table in memory.
+    offset = 0
+    for shard in table.to_batches():
+        n = shard.num_rows
+        ordinals = np.searchsorted(ends, np.arange(offset, offset + n), side="right")
+        index = to_numpy(shard.column(EPISODE_INDEX))
+        if "index" not in first_bad and not np.array_equal(index, ordinals):
+            row = int(np.flatnonzero(index != ordinals)[0])
+            first_bad["index"] = (
+                f"{DATA}: episode_index of row {offset + row} is {index[row]}, but the episode table puts it in episode {ordinals[row]}"
+            )
+        is_last = np.zeros(n, dtype=bool)
+        lasts = ends[(ends > offset) & (ends <= offset + n)] - 1 - offset
+        is_last[lasts] = True
+        for flag in FLAG_COLUMNS:
+            per_step = to_numpy(shard.column(flag))
+            expected = is_last & flags[flag][np.minimum(ordinals, len(lengths) - 1)]
+            if flag not in first_bad and not np.array_equal(per_step, expected):
+                row = int(np.flatnonzero(per_step != expected)[0])
+                first_bad[flag] = (
+                    f"{DATA}: {flag} is {bool(per_step[row])} on row {offset + row}, the episode table says {bool(expected[row])}"
+                )
+        if info.has_rewards:
+            rews = to_numpy(shard.column("rews")).astype(np.float64)
+            sums += np.bincount(ordinals, weights=rews, minlength=len(lengths))[: len(lengths)]
+        for problem in _space_problems(info, shard, offset):
+            first_bad.setdefault(f"space {problem.split(' row ')[0]}", problem)
+        offset += n
+    yield from (first_bad[k] for k in ("index", *FLAG_COLUMNS) if k in first_bad)
     returns = episodes.column("return")
     if info.has_rewards:
-        sums = np.add.reduceat(to_numpy(table.column("rews")).astype(np.float64), first) if len(first) else np.zeros(0)
         recorded = to_numpy(returns).astype(np.float64)
         wrong = ~np.isclose(recorded, sums, rtol=1e-6, atol=1e-6)  # NaN (a null return) is wrong too
         if wrong.any():
@@ -150,11 +168,12 @@ def content_problems(root: Path, info: DatasetInfo, table: pa.Table, episodes: p
             yield f"{EPISODES_FILE}: return of episode {row} is {recorded[row]}, its rewards sum to {sums[row]} ({int(wrong.sum())} episodes differ)"
     elif returns.null_count != len(returns):
         yield f"{EPISODES_FILE}: returns recorded but {INFO_FILE} says the dataset has no rewards"
-    yield from _space_problems(info, table)
+    yield from (problem for key, problem in first_bad.items() if key.startswith("space "))
 
 
-def _space_problems(info: DatasetInfo, table: pa.Table) -> Iterator[str]:
-    """The stored observations and actions belong to the spaces in info.json."""
+def _space_problems(info: DatasetInfo, table: pa.Table | pa.RecordBatch, offset: int = 0) -> Iterator[str]:
+    """The stored observations and actions (of one shard, whose first row is `offset`) belong
+    to the spaces in info.json."""
     from ildata.spaces import check_matches, space_from_dict
     from ildata.store.read import to_numpy
 
@@ -181,7 +200,7 @@ def _space_problems(info: DatasetInfo, table: pa.Table) -> Iterator[str]:
                     continue
                 outside = _outside(sub, values)
                 if outside is not None:
-                    yield f"{DATA}: {name} row {outside} lies outside the {what} in {INFO_FILE}"
+                    yield f"{DATA}: {name} row {offset + outside} lies outside the {what} in {INFO_FILE}"
 
 
 def _subspace(space: Any, key: str) -> Any:
