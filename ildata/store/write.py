@@ -150,6 +150,31 @@ def _episode_bytes(table: pa.Table, lengths: np.ndarray) -> np.ndarray:
     return sizes
 
 
+def _exact(array: pa.Array) -> pa.Array:
+    """`array` with offset 0 and buffers of exactly the size its rows need. The IPC writer writes
+    a buffer larger than needed cut to a padded size, and an exact one as it is: without this a
+    shard's bytes (and the fingerprint) would depend on whether its rows were sliced out of a
+    larger chunk, i.e. on how the source was read. Zero-copy except bitmaps and string offsets."""
+    kind, n, offset = array.type, len(array), array.offset
+    buffers = array.buffers()
+    validity = None
+    if array.null_count:
+        bits = np.unpackbits(np.frombuffer(buffers[0], np.uint8), bitorder="little", count=offset + n)[offset:]
+        validity = pa.py_buffer(np.packbits(bits, bitorder="little"))
+    if pa.types.is_fixed_size_list(kind):
+        values = array.values.slice(offset * kind.list_size, n * kind.list_size)
+        return pa.FixedSizeListArray.from_arrays(_exact(values), kind.list_size)
+    if pa.types.is_boolean(kind):
+        bits = np.unpackbits(np.frombuffer(buffers[1], np.uint8), bitorder="little", count=offset + n)[offset:]
+        return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(np.packbits(bits, bitorder="little"))])
+    if pa.types.is_large_string(kind):
+        offsets = np.frombuffer(buffers[1], np.int64)[offset : offset + n + 1]
+        data = buffers[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])) if buffers[2] is not None else pa.py_buffer(b"")
+        return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(offsets - offsets[0]), data])
+    width = kind.bit_width // 8
+    return pa.Array.from_buffers(kind, n, [validity, buffers[1].slice(offset * width, n * width)])
+
+
 class _ShardPacker:
     """Packs episodes, as chunks of them arrive, into shards of whole episodes of at most
     SHARD_BYTES (one episode alone may exceed it), each written as soon as it is full. The cuts
@@ -187,17 +212,14 @@ class _ShardPacker:
         if not self.pending:
             return
         pieces, self.pending, self.pending_bytes = self.pending, [], 0
-        if len(pieces) == 1:
-            shard = pieces[0]
-        else:  # one copy, column by column, releasing each column's pieces as it goes
-            names = pieces[0].column_names
-            columns = [[p.column(i).combine_chunks() for p in pieces] for i in range(len(names))]
-            del pieces
-            merged = []
-            for i in range(len(names)):
-                merged.append(pa.concat_arrays(columns[i]))
-                columns[i] = []
-            shard = pa.Table.from_arrays(merged, names=names)
+        names = pieces[0].column_names
+        columns = [[p.column(i).combine_chunks() for p in pieces] for i in range(len(names))]  # one chunk each: no copy
+        del pieces
+        merged = []
+        for i in range(len(names)):  # several pieces: one copy, column by column, releasing each column's pieces
+            merged.append(_exact(columns[i][0] if len(columns[i]) == 1 else pa.concat_arrays(columns[i])))
+            columns[i] = []
+        shard = pa.Table.from_arrays(merged, names=names)
         name = f"{DATA_DIR}/shard-{len(self.names):05d}{DATA_FORMATS[self.data_format]}"
         self.on_shard(shard)
         path = self.folder / Path(name).name

@@ -1,0 +1,218 @@
+"""Datasets larger than memory: sources read piece by piece are written as multi-shard stores
+with bounded memory, and the result is the store the in-memory path writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import make_episodes
+
+import ildata
+from ildata import formats
+from ildata.episode import DataError, EpisodeBatch
+from ildata.formats import read_source, read_source_chunks, store_dir
+from ildata.store import layout, write_chunks, write_dataset
+
+
+def _batch(lengths: tuple[int, ...], **kwargs: object) -> EpisodeBatch:
+    return EpisodeBatch.from_episodes(make_episodes(lengths, **kwargs))  # type: ignore[arg-type]
+
+
+LENGTHS = (7, 3, 12, 5, 9, 4, 11, 6, 8, 2)
+
+
+def _split(batch: EpisodeBatch, cuts: list[int]) -> list[EpisodeBatch]:
+    """The episodes of `batch` as consecutive batches cut before the given episode numbers."""
+    bounds = [0, *cuts, batch.num_episodes]
+    parts = []
+    source = _episodes(batch)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        parts.append(EpisodeBatch.from_episodes(source[start:stop]))
+    return parts
+
+
+def _episodes(batch: EpisodeBatch) -> list[ildata.Episode]:
+    obs = batch.obs
+    assert isinstance(obs, np.ndarray)
+    out, o, t = [], 0, 0
+    for i, n in enumerate(batch.lengths.tolist()):
+        out.append(
+            ildata.Episode(
+                obs=obs[o : o + n + 1],
+                acts=batch.acts[t : t + n],
+                rews=None if batch.rews is None else batch.rews[t : t + n],
+                terminated=bool(batch.terminated[i]),
+                truncated=bool(batch.truncated[i]),
+                infos=None if batch.infos is None else batch.infos[t : t + n],
+                termination_known=bool(batch.termination_known[i]),
+                seed=None if batch.seeds is None else int(batch.seeds[i]),
+            )
+        )
+        o, t = o + n + 1, t + n
+    return out
+
+
+def _same_store(a: Path, b: Path) -> None:
+    info_a, info_b = (json.loads((p / layout.INFO_FILE).read_text()) for p in (a, b))
+    assert info_a["fingerprint"] == info_b["fingerprint"]
+    assert info_a["data_files"] == info_b["data_files"]
+    assert info_a["action_space"] == info_b["action_space"]
+    assert (a / layout.STATS_FILE).read_text() == (b / layout.STATS_FILE).read_text()
+
+
+@pytest.mark.parametrize("cuts", [[1], [3, 4, 9], list(range(1, 10))])
+@pytest.mark.parametrize("shard_bytes", [300, 1 << 30])
+def test_streaming_equals_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuts: list[int], shard_bytes: int) -> None:
+    monkeypatch.setattr(layout, "SHARD_BYTES", shard_bytes)
+    batch = _batch(LENGTHS, act_dim=None, infos=True, seeds=True)
+    whole = write_dataset(batch, tmp_path / "whole")
+    # Unknown totals: the statistics come from the written shards read back.
+    streamed = write_chunks(_split(batch, cuts), tmp_path / "streamed")
+    _same_store(whole, streamed)
+    known = write_chunks(_split(batch, cuts), tmp_path / "known", total_transitions=batch.num_transitions)
+    _same_store(whole, known)
+    ds = ildata.load(streamed, verify=True)
+    if shard_bytes == 300:
+        assert len(ds.meta.data_files) > 2
+    np.testing.assert_array_equal(ds.transitions().acts, batch.acts)
+
+
+def test_inferred_discrete_space_grows_over_chunks(tmp_path: Path) -> None:
+    """A Discrete action space inferred chunk by chunk is the one inferred from all actions."""
+    batch = _batch(LENGTHS, act_dim=None, n_actions=5)
+    parts = _split(batch, [2, 6])
+    whole = ildata.load(write_dataset(batch, tmp_path / "whole"))
+    streamed = ildata.load(write_chunks(parts, tmp_path / "streamed"))
+    assert streamed.action_space == whole.action_space
+    assert streamed.meta.spaces_inferred
+
+
+def test_writer_pulls_chunks_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer asks for the next chunk only when done with the previous: at most one chunk
+    (plus one shard's rows) is held, whatever the number of chunks."""
+    monkeypatch.setattr(layout, "SHARD_BYTES", 400)
+    import weakref
+
+    batch = _batch(LENGTHS * 3)
+    parts = _split(batch, list(range(1, 30)))
+    alive: list[weakref.ref[np.ndarray]] = []
+    most_alive = 0
+
+    def chunks() -> Iterator[EpisodeBatch]:
+        nonlocal most_alive
+        while parts:
+            chunk = parts.pop(0)
+            alive.append(weakref.ref(chunk.acts))
+            # chunks the writer still holds when it asks for the next one
+            most_alive = max(most_alive, sum(ref() is not None for ref in alive))
+            yield chunk
+            del chunk
+
+    write_chunks(chunks(), tmp_path / "out")
+    assert len(alive) == 30
+    # the chunk being handed over, plus at most the rows of the shard being filled
+    shards = len(json.loads((tmp_path / "out" / layout.INFO_FILE).read_text())["data_files"])
+    assert shards > 3
+    assert most_alive <= 1 + 4  # a 400-byte shard holds at most 4 of these (1-episode) chunks' rows
+
+
+def test_error_mid_stream_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(layout, "SHARD_BYTES", 200)  # shards are written before the failure
+    batch = _batch(LENGTHS)
+    parts = _split(batch, [3, 6])
+
+    def chunks() -> Iterator[EpisodeBatch]:
+        yield parts[0]
+        yield parts[1]
+        raise DataError("the source is truncated")
+
+    dst = tmp_path / "out"
+    with pytest.raises(DataError, match="truncated"):
+        write_chunks(chunks(), dst)
+    assert not dst.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary folder either
+    # an existing store is kept when its replacement fails
+    write_dataset(batch, dst)
+    before = (dst / layout.INFO_FILE).read_text()
+    with pytest.raises(DataError, match="truncated"):
+        write_chunks(chunks(), dst, overwrite=True)
+    assert (dst / layout.INFO_FILE).read_text() == before
+
+
+def test_chunks_with_other_features_are_refused(tmp_path: Path) -> None:
+    parts = [_batch((3, 4)), _batch((5,), obs_dim=4)]
+    with pytest.raises(DataError, match="other features"):
+        write_chunks(parts, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("data_format", ["arrow", "parquet"])
+def test_convert_store_source_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_format: str) -> None:
+    """An ildata store as a source is read a group of episodes at a time; the result is the
+    store converted whole."""
+    monkeypatch.setattr(layout, "SHARD_BYTES", 500)
+    batch = _batch(LENGTHS * 2, infos=True, dict_obs=True)
+    src = write_dataset(batch, tmp_path / "src", data_format=data_format)
+    whole = tmp_path / "whole"
+    write_dataset(read_source(src).batch, whole, data_format=data_format)
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 300)
+    source = read_source_chunks(src)
+    assert len(list(read_source_chunks(src).chunks)) > 5
+    assert source.total_transitions == batch.num_transitions
+    to = "parquet" if data_format == "parquet" else "ildata"
+    converted = ildata.convert(src, tmp_path / "converted", to=to)
+    info_whole = json.loads((whole / layout.INFO_FILE).read_text())
+    assert converted.fingerprint == info_whole["fingerprint"]
+    assert converted.stats()["features"] == json.loads((whole / layout.STATS_FILE).read_text())["features"]
+    assert converted.verify() == []
+
+
+def test_convert_imitation_hf_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """imitation's HF directory: shards read one at a time, trajectories in groups; the note
+    about unknown terminations counts every episode."""
+    batch = _batch(LENGTHS * 2, act_dim=None, infos=True)
+    store = ildata.save(batch, tmp_path / "store")
+    ildata.convert(store.path, tmp_path / "hf", to="imitation")
+    whole = ildata.convert(tmp_path / "hf", tmp_path / "whole")
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 200)
+    assert len(list(read_source_chunks(tmp_path / "hf").chunks)) > 5
+    streamed = ildata.convert(tmp_path / "hf", tmp_path / "streamed")
+    assert streamed.fingerprint == whole.fingerprint
+    assert streamed.stats() == whole.stats()
+    assert streamed.info["provenance"].get("notes") == whole.info["provenance"].get("notes")
+
+
+def test_store_reader_chunks_are_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_dataset(_batch(LENGTHS), tmp_path / "src")
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 100)
+    source = store_dir.read_chunks(src)
+    first = next(source.chunks)
+    assert first.num_episodes < len(LENGTHS)  # nothing beyond the first group was read
+
+
+def test_stats_verify_and_transition_chunks_shard_by_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A multi-shard store: `transition_chunks` gives one view per shard, stats of a subset are
+    computed shard by shard and equal those of its concatenation, verify finds a flipped flag."""
+    monkeypatch.setattr(layout, "SHARD_BYTES", 300)
+    batch = _batch(LENGTHS, act_dim=None)
+    ds = ildata.load(write_dataset(batch, tmp_path / "ds"))
+    chunks = list(ds.transition_chunks())
+    assert len(chunks) == len(ds.meta.data_files) > 2
+    acts = ds.column("acts")
+    assert all(any(np.shares_memory(c.acts, part) for part in acts.chunks) for c in chunks)  # type: ignore[union-attr]
+    whole = ds.transitions()
+    for name in ("acts", "dones", "terminated", "episode_index"):
+        np.testing.assert_array_equal(np.concatenate([getattr(c, name) for c in chunks]), getattr(whole, name))
+    subset = ds[[8, 1, 5, 2]]
+    stats = subset.stats()["features"]
+    again = ildata.save(subset.to_batch(), tmp_path / "copy").stats()["features"]
+    assert stats.keys() == again.keys()
+    for name in stats:
+        assert stats[name]["count"] == again[name]["count"]
+        np.testing.assert_allclose(stats[name]["mean"], again[name]["mean"], rtol=1e-12)
+        assert stats[name]["quantiles"] == again[name]["quantiles"]
+    assert ds.verify() == []
