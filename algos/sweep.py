@@ -357,13 +357,18 @@ def run_sweep(
     claim_folder(sweep)
     results = execute_runs(sweep.runs, cpus=cpus, address=address, echo=echo)
     summary = summarize(sweep)
-    summary["failed_runs"] = [
+    summary["failed_runs"] = failed_runs(results)
+    write_summary(sweep, summary)
+    return results, summary
+
+
+def failed_runs(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """The failed runs as summary.json lists them: configuration, seed, folder, one-line error."""
+    return [
         {"config": r.spec.label, "seed": r.spec.seed, "run_dir": str(r.spec.run_dir), "error": r.error}
         for r in results
         if r.status == "failed"
     ]
-    write_summary(sweep, summary)
-    return results, summary
 
 
 # ---------------------------------------------------------------------------------- summary

@@ -1,47 +1,61 @@
-"""One harness for every online imitation algorithm: algorithm x env x seeds -> one table.
+"""One harness for every online imitation algorithm: algorithm x env x seeds -> one table, run
+through the sweep machinery (`algos.sweep`, the same code as `ildata sweep`).
 
-    python benchmarks/online.py                       # every entry, 3 seeds, writes RESULTS-online.md
+    python benchmarks/online.py --only dagger-cartpole dagger-pendulum dagger-cartpole-8env
     python benchmarks/online.py --only dagger-cartpole --seeds 5 --out /tmp/x.md
+    python benchmarks/online.py --check            # every entry's recipe + overrides parsed and built, no training
 
-Each entry is a recipe (plus `--set`-style overrides). Per seed the recipe is prepared exactly as
-`ildata train` prepares it (seed pinned, one torch thread), `fit` is timed end to end (env steps,
-labelling, store writes and learner updates together), and the policy is evaluated on
-`--episodes` seeded episodes. Scores are normalised between a random policy and the expert,
-both re-measured here over the same evaluation episodes (ONLINE-NOTES asks for >= 100).
+Each entry is a recipe, its `--set`-style overrides and a quality bar. Every (entry, seed) is an
+ordinary run folder under `--work` (default runs/benchmarks-online/<entry>/, one sweep folder per
+entry: rerunning resumes), run as a Ray task with one CPU on a local Ray of `--cpus` CPUs; the
+runs of all entries share that Ray, so the cores stay busy. The final evaluation is the run's own
+(`eval.json`, `--episodes` seeded episodes, `eval.episodes` overridden), scored between the random
+and expert returns measured on those same episodes (datasets: the returns they record).
 
-Columns: normalised score (mean over seeds and a 95% bootstrap interval), env steps taken (the
-vec env's counter: an upper bound the budget enforces), expert labels (DAgger), wall time of
-`fit`, and env steps per second end to end. GAIL, AIRL and preference comparisons add entries.
+Columns: normalised score (mean over seeds, IQM and the 95% bootstrap interval of the IQM:
+rliable's method), the entry's bar and pass/fail (pass: the mean over seeds reaches the bar), env
+steps taken (the vec env's counter: an upper bound the budget enforces), expert labels (DAgger),
+wall time of `fit` (eval.json's train_seconds: env steps, labelling, store writes and learner
+updates together), and env steps per second end to end.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import math
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from algos import sweep as sw
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS-online.md"
+WORK = ROOT / "runs" / "benchmarks-online"
 # imitation 1.0.1's DAgger end to end on seals/CartPole (ONLINE-NOTES, measured on a 2-core machine).
 IMITATION_DAGGER_STEPS_PER_S = 700.0
 
 
 @dataclass
 class Entry:
-    """A benchmark row: a recipe, its overrides, and the expert that scores it."""
+    """A benchmark row: a recipe, its overrides, and the normalised score it must reach."""
 
     recipe: str
     overrides: list[str] = field(default_factory=list)
+    bar: float = 0.9
 
+
+# PPO in place of gail-pendulum's SAC: rounds of one rollout (8 envs x 256 steps), 8 discriminator
+# updates per round, as in gail-cartpole.
+PPO_PENDULUM = "{algo: ppo, rollout_steps: 256, batch_size: 256, n_epochs: 10, learning_rate: 0.0003, gamma: 0.99}"
 
 ENTRIES: dict[str, Entry] = {
-    "dagger-cartpole": Entry("recipes/dagger-cartpole.yaml"),
-    "dagger-pendulum": Entry("recipes/dagger-pendulum.yaml"),
+    "dagger-cartpole": Entry("recipes/dagger-cartpole.yaml", bar=0.95),
+    "dagger-pendulum": Entry("recipes/dagger-pendulum.yaml", bar=0.9),
     # Throughput: 8 envs, rounds of 4,000 env steps (8 whole episodes), BC 4 epochs over each
     # new round (500 gradient steps at batch 32): imitation's DAgger trains 4 epochs per round too,
     # but over all the data so far.
@@ -55,13 +69,38 @@ ENTRIES: dict[str, Entry] = {
             "config.bc.n_gradient_steps=500",
             "config.bc.log_interval=500",
         ],
+        bar=0.95,
     ),
+    # Definitions of the long entries (hours on 2 cores; not run for RESULTS-online.md yet).
+    "airl-cartpole-500k": Entry("recipes/airl-cartpole.yaml", ["config.total_timesteps=500000"], bar=0.9),
+    "gail-pendulum-ppo-500k": Entry(
+        "recipes/gail-pendulum.yaml",
+        [
+            "config.total_timesteps=500000",
+            "config.n_envs=8",
+            "config.gen_steps_per_round=null",
+            "config.disc_updates_per_round=8",
+            f"config.learner={PPO_PENDULUM}",
+        ],
+        bar=0.8,
+    ),
+    "gail-pendulum-sac-50k": Entry("recipes/gail-pendulum.yaml", ["config.total_timesteps=50000", "config.learner.algo=sac"], bar=0.8),
+    "prefs-pendulum-200k": Entry("recipes/prefs-pendulum.yaml", ["config.total_timesteps=200000", "config.comparisons=1000"], bar=0.8),
+    "prefs-cartpole-100k": Entry("recipes/prefs-cartpole.yaml", ["config.total_timesteps=100000", "config.comparisons=500"], bar=0.95),
+    # gail-mountaincar / airl-mountaincar (seals/MountainCar-v0): no MountainCar expert or
+    # demonstrations in datasets/ yet.
 }
 
 
 NOTES = """\
 Reading the table:
 
+- Every run is an ordinary run folder made by the sweep machinery (`algos.sweep`, what
+  `ildata sweep` runs) as a Ray task with one CPU; `--cpus 2` runs two at a time, so on the
+  2-core machine each run's wall time includes sharing the cores with the other run.
+- `score`: normalised score over seeds (0 random, 1 expert) on the run's final evaluation:
+  the mean, the IQM and the 95% percentile-bootstrap interval of the IQM (rliable's method).
+  `bar`: the entry's quality bar, pass when the mean over seeds reaches it.
 - `env steps` is the vec env's own counter: `total_timesteps` is an upper bound on it (evaluation
   and the reference returns are not counted). `expert labels` are the labelled steps stored in the
   run's `rollouts/` store (steps of episodes still running when the budget ran out are not stored).
@@ -74,97 +113,123 @@ Reading the table:
 """
 
 
-def bootstrap_interval(values: np.ndarray, *, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean over seeds."""
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(resamples, len(values)), replace=True).mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
-
-
-def _keep(rows: list[dict[str, float]], step: int, metrics: dict[str, float]) -> None:
-    rows.append(metrics)
-
-
-def run_entry(name: str, entry: Entry, seeds: list[int], episodes: int) -> dict[str, object]:
-    """Train and evaluate one entry for every seed; the row of the table."""
-    from algos.policies import evaluate, normalized_score
+def check_entries(names: list[str], seeds: list[int], episodes: int) -> None:
+    """Every entry's recipe + overrides parsed and its algorithm built (learner config included),
+    for every seed: a bad key fails here in seconds, not after hours. Nothing trains."""
     from algos.recipe import load_recipe
-    from algos.train import prepare
+    from algos.train import prepare, quiet_third_party
 
-    scores, steps, labels, walls = [], [], [], []
-    refs: dict[str, float | None] = {}
-    env_id = ""
-    for seed in seeds:
-        recipe = load_recipe(ROOT / entry.recipe, [*entry.overrides, f"seed={seed}"])
-        prepared = prepare(recipe)
-        assert prepared.env_id is not None
-        env_id = prepared.env_id
-        if not refs:
-            refs = prepared.algo.reference_returns(env_id, episodes, recipe.eval.seed)
-        rows: list[dict[str, float]] = []
-        started = time.perf_counter()
-        prepared.algo.fit(prepared.dataset, env_id=env_id, log=functools.partial(_keep, rows))
-        walls.append(time.perf_counter() - started)
-        steps.append(rows[-1].get("env_steps", float("nan")))
-        labels.append(rows[-1].get("labelled_steps", float("nan")))
-        assert prepared.algo.policy is not None
-        result = evaluate(prepared.algo.policy, env_id, episodes, seed=recipe.eval.seed)
-        score = normalized_score(result["mean"], refs["random_return"], refs["expert_return"])
-        scores.append(float("nan") if score is None else score)
-        print(f"{name} seed {seed}: score {scores[-1]:.3f}, {steps[-1]:.0f} env steps in {walls[-1]:.1f} s", flush=True)
-    values = np.asarray(scores)
+    for name in names:
+        entry = ENTRIES[name]
+        overrides = [*entry.overrides, f"eval.episodes={episodes}"]
+        sw.plan_sweep(ROOT / entry.recipe, seeds=seeds, grid={}, overrides=overrides, out=WORK / name)
+        with quiet_third_party():
+            prepared = prepare(load_recipe(ROOT / entry.recipe, overrides))
+        print(f"{name}: {entry.recipe} {' '.join(entry.overrides)} -> {type(prepared.algo.config).__name__} ok", flush=True)
+
+
+def _last(run_dir: Path, column: str) -> float:
+    values = sw.read_metrics(run_dir).get(column)
+    return float(np.nanmax(values)) if values is not None and np.isfinite(values).any() else math.nan
+
+
+def entry_row(name: str, sweep: sw.Sweep) -> dict[str, object]:
+    """The table row of one entry, from its finished run folders."""
+    summary = sw.summarize(sweep)
+    (config,) = summary["configs"]
+    runs = [spec.run_dir for spec in sweep.runs if sw.is_finished(spec.run_dir)]
+    reports = [sw.read_eval(run) for run in runs]
+    steps = np.array([_last(run, "env_steps") for run in runs])
+    walls = np.array([float(r.get("train_seconds", math.nan)) for r in reports])
+    first = reports[0] if reports else {}
+    bar = ENTRIES[name].bar
+    mean = config["score_mean"]
     return {
         "name": name,
-        "env": env_id,
-        "seeds": len(seeds),
-        "score": float(values.mean()),
-        "interval": bootstrap_interval(values),
-        "env_steps": float(np.mean(steps)),
-        "labels": float(np.mean(labels)),
-        "wall": float(np.mean(walls)),
-        "steps_per_s": float(np.sum(steps) / np.sum(walls)),
-        "random": refs["random_return"],
-        "expert": refs["expert_return"],
+        "env": first.get("env_id", "-"),
+        "seeds": f"{len(runs)}/{len(sweep.runs)}",
+        "score": mean,
+        "iqm": config["score_iqm"],
+        "interval": config["score_ci95"],
+        "bar": bar,
+        "passed": mean is not None and mean >= bar,
+        "env_steps": float(np.nanmean(steps)) if len(steps) else math.nan,
+        "labels": float(np.nanmean([_last(run, "labelled_steps") for run in runs])) if runs else math.nan,
+        "wall": float(np.nanmean(walls)) if len(walls) else math.nan,
+        "steps_per_s": float(np.nansum(steps) / np.nansum(walls)) if len(runs) else math.nan,
+        "random": first.get("random_return"),
+        "expert": first.get("expert_return"),
     }
+
+
+def _num(value: object, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| entry | env | seeds | normalised score (95% CI) | env steps | expert labels | wall s | env steps/s | random / expert return |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| entry | env | seeds | score mean | IQM (95% CI) | bar | pass | env steps | expert labels | wall s | env steps/s | random / expert return |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         interval = r["interval"]
-        assert isinstance(interval, tuple)
-        low, high = interval
+        ci = f" ({interval[0]:.3f} - {interval[1]:.3f})" if isinstance(interval, list) else ""
         lines.append(
-            f"| {r['name']} | {r['env']} | {r['seeds']} | {r['score']:.3f} ({low:.3f} - {high:.3f}) | {r['env_steps']:.0f} | "
-            f"{r['labels']:.0f} | {r['wall']:.1f} | {r['steps_per_s']:.0f} | {r['random']:.1f} / {r['expert']:.1f} |"
+            f"| {r['name']} | {r['env']} | {r['seeds']} | {_num(r['score'], '.3f')} | {_num(r['iqm'], '.3f')}{ci} | {r['bar']} | "
+            f"{'pass' if r['passed'] else 'FAIL'} | {_num(r['env_steps'], '.0f')} | {_num(r['labels'], '.0f')} | "
+            f"{_num(r['wall'], '.1f')} | {_num(r['steps_per_s'], '.0f')} | {_num(r['random'], '.1f')} / {_num(r['expert'], '.1f')} |"
         )
     return "\n".join(lines)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), help="entries to run (default: all)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per seed (and for the references)")
+    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per run (and for the references)")
+    parser.add_argument("--cpus", type=int, default=2, help="runs at a time (the local Ray's CPUs)")
+    parser.add_argument("--work", type=Path, default=WORK, help="sweep folders, one per entry (rerun to resume)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--check", action="store_true", help="parse and build every entry, train nothing")
     args = parser.parse_args()
     names = args.only or sorted(ENTRIES)
-    rows = [run_entry(name, ENTRIES[name], list(range(args.seeds)), args.episodes) for name in names]
+    seeds = list(range(args.seeds))
+    if args.check:
+        check_entries(names, seeds, args.episodes)
+        return 0
+    sweeps = {}
+    for name in names:
+        entry = ENTRIES[name]
+        overrides = [*entry.overrides, f"eval.episodes={args.episodes}"]
+        sweeps[name] = sw.plan_sweep(ROOT / entry.recipe, seeds=seeds, grid={}, overrides=overrides, out=args.work / name)
+        sw.claim_folder(sweeps[name])
+    started = time.perf_counter()
+    results = sw.execute_runs([spec for s in sweeps.values() for spec in s.runs], cpus=args.cpus, echo=lambda line: print(line, flush=True))
+    elapsed = time.perf_counter() - started
+    for sweep in sweeps.values():
+        summary = sw.summarize(sweep)
+        summary["failed_runs"] = sw.failed_runs([r for r in results if r.spec in sweep.runs])
+        sw.write_summary(sweep, summary)
+    rows = [entry_row(name, sweep) for name, sweep in sweeps.items()]
     text = table(rows)
     print(text)
+    print(f"{len(results)} runs in {elapsed:.0f} s on {args.cpus} CPUs")
     header = (
         "# Online imitation benchmarks\n\n"
-        f"`python benchmarks/online.py --seeds {args.seeds} --episodes {args.episodes}` on {platform.platform()}, "
-        f"{time.strftime('%Y-%m-%d')}. Wall time is `fit` alone (rollouts, labelling, store, learner updates); "
-        f"env steps/s is end to end over it. imitation 1.0.1's DAgger: about {IMITATION_DAGGER_STEPS_PER_S:.0f} env steps/s "
-        "on seals/CartPole on a 2-core machine (ONLINE-NOTES).\n\n"
+        f"`python benchmarks/online.py --only {' '.join(names)} --seeds {args.seeds} --episodes {args.episodes} --cpus {args.cpus}` "
+        f"on {platform.platform()}, {time.strftime('%Y-%m-%d')}: {len(results)} runs as Ray tasks in {elapsed:.0f} s. "
+        "Wall time is `fit` alone (rollouts, labelling, store, learner updates); env steps/s is end to end over it. "
+        f"imitation 1.0.1's DAgger: about {IMITATION_DAGGER_STEPS_PER_S:.0f} env steps/s on seals/CartPole on a 2-core "
+        "machine (ONLINE-NOTES).\n\n"
     )
-    args.out.write_text(header + text + "\n\n" + NOTES)
+    defined = [n for n in sorted(ENTRIES) if n not in names]
+    listed = f"\n\nEntries defined but not run here: {', '.join(defined)}.\n" if defined else "\n"
+    args.out.write_text(header + text + listed + "\n" + NOTES)
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        print(f"run {r.spec.run_dir} failed: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
