@@ -320,6 +320,8 @@ def execute_runs(
         return [results[i] for i in range(len(runs))]
     import ray
 
+    # Lines name a run by its folder under the sweep folder(s): `lr=1e-3/seed-2`, `dagger-cartpole/default/seed-0`.
+    root = Path(os.path.commonpath([spec.run_dir.parent.parent for spec in runs]))
     started_here = start_ray(cpus, address)
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(execute)
@@ -334,15 +336,15 @@ def execute_runs(
                 result = RunResult(runs[i], "failed", one_line(exc))
             results[i] = result
             done_count += 1
-            echo(f"[{done_count}/{len(todo)}] {_describe(result)}")
+            echo(f"[{done_count}/{len(todo)}] {_describe(result, root)}")
     finally:
         if started_here:
             ray.shutdown()
     return [results[i] for i in range(len(runs))]
 
 
-def _describe(result: RunResult) -> str:
-    where = f"{result.spec.label} seed {result.spec.seed}"
+def _describe(result: RunResult, root: Path) -> str:
+    where = str(result.spec.run_dir.relative_to(root))
     if result.status == "failed":
         return f"FAILED {where}: {result.error}"
     score = read_eval(result.spec.run_dir).get("normalized_score")

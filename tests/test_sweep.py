@@ -122,8 +122,8 @@ def test_rerun_skips_finished_and_restarts_unfinished(swept: tuple[Path, int], c
     output = capsys.readouterr()
     assert code == 1  # the Pendulum runs fail again
     assert "2 of 6 runs already finished: skipped" in output.out
-    assert "env=CartPole-v1 seed 2: ran" in output.out
-    assert "seed 0: ran" not in output.out and "seed 1: ran" not in output.out
+    assert "env=CartPole-v1/seed-2: ran" in output.out
+    assert "seed-0: ran" not in output.out and "seed-1: ran" not in output.out
     assert (config / "seed-0" / "kept.txt").is_file()
     assert not (config / "seed-2.partial").exists()
     assert _read(config / "seed-2" / "metrics.csv") == before
