@@ -21,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sweep",
         help="run a recipe over a grid of overrides x seeds on Ray, each run an ordinary run folder, and summarise",
         description=(
-            "Every combination of --grid values and --seeds is one run folder SWEEP_DIR/<config>/seed-<n> "
-            "(what `ildata train --out` writes), run as a Ray task with one CPU. The summary gives per "
-            "configuration the normalised score's mean, interquartile mean (IQM) and 95%% bootstrap interval "
+            "Every combination of --grid values and --seeds is one run folder SWEEP_DIR/<config>/seed-<n>\n"
+            "(what `ildata train --out` writes), run as a Ray task with one CPU. The summary gives per\n"
+            "configuration the normalised score's mean, interquartile mean (IQM) and 95% bootstrap interval\n"
             "of the IQM over seeds, env steps and wall time (summary.json, summary.md, scores.png, curves.png)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
