@@ -47,7 +47,7 @@ def _episodes(batch: EpisodeBatch) -> list[ildata.Episode]:
                 rews=None if batch.rews is None else batch.rews[t : t + n],
                 terminated=bool(batch.terminated[i]),
                 truncated=bool(batch.truncated[i]),
-                infos=None if batch.infos is None else batch.infos[t : t + n],
+                infos=None if batch.infos is None else list(batch.infos[t : t + n]),  # type: ignore[arg-type]
                 termination_known=bool(batch.termination_known[i]),
                 seed=None if batch.seeds is None else int(batch.seeds[i]),
             )
@@ -163,8 +163,7 @@ def test_convert_store_source_in_chunks(tmp_path: Path, monkeypatch: pytest.Monk
     source = read_source_chunks(src)
     assert len(list(read_source_chunks(src).chunks)) > 5
     assert source.total_transitions == batch.num_transitions
-    to = "parquet" if data_format == "parquet" else "ildata"
-    converted = ildata.convert(src, tmp_path / "converted", to=to)
+    converted = ildata.convert(src, tmp_path / "converted", to="parquet" if data_format == "parquet" else "ildata")
     info_whole = json.loads((whole / layout.INFO_FILE).read_text())
     assert converted.fingerprint == info_whole["fingerprint"]
     assert converted.stats()["features"] == json.loads((whole / layout.STATS_FILE).read_text())["features"]
