@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import torch
 
     from algos.online.learners import Learner
-    from algos.online.reward_nets import RewardNet
+    from algos.online.reward_nets import RewardNet, RunningNorm
 
 STATE_FILE = "adversarial.json"
 REWARD_DIR = "reward_net"
@@ -74,6 +74,15 @@ class AdversarialConfig:
     gradient_penalty: float = 0.0  # coefficient of a WGAN-GP-style penalty (DAC); 0: off
     round_order: Literal["disc_first", "learner_first"] = "disc_first"
     reward_normalization: Literal["standard", "scale", "off"] = "standard"
+    # The discriminator's input normaliser: the demonstrations' statistics, frozen ("expert"), or
+    # running statistics of every batch it trains on ("running": the learner's drifting states,
+    # e.g. a CartPole cart pushed one way for 500 steps, inflate the scale until expert states
+    # all look alike; RESULTS-adversarial.md, GAIL seed 2).
+    disc_input_norm: Literal["expert", "running"] = "expert"
+    # With disc_input_norm expert: clip the net's state inputs to the demonstrations' mean +- this
+    # many stds (None: no clip), so states far from any demonstration (a fallen pole, a cart
+    # hundreds of metres away) do not reach an unbounded extrapolation of the net (AIRL's f).
+    disc_input_clip: float | None = None
     allow_variable_horizon: bool = False
     absorbing: bool = False  # DAC's absorbing-state fix for terminating envs / demonstrations
     bc_warm_start_steps: int = 0  # gradient steps of BC on the demonstrations before training; 0: off
@@ -179,6 +188,7 @@ class AdversarialTrainer(Algorithm):
         self.learner: Learner | None = None
         self.horizon: int | None = None  # the env's horizon (absorbing fix)
         self.rng = np.random.default_rng(seed)
+        self.state_bounds: tuple[list[float], list[float]] | None = None  # disc_input_clip's box
         self.reward = self.saved_reward
 
     def _seeded_net(self) -> RewardNet:
@@ -204,6 +214,12 @@ class AdversarialTrainer(Algorithm):
     def reward_test(self, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The reward kept after training (relabelling, training a fresh learner)."""
         raise NotImplementedError
+
+    @property
+    def reward_uses_log_prob(self) -> bool:
+        """Whether the learner's reward (not only the discriminator) needs log pi: a policy forward
+        pass on every env step, skipped when it does not."""
+        return self.uses_log_prob
 
     # ------------------------------------------------------------------ features
     def _disc_obs_space(self) -> gym.Space:
@@ -234,6 +250,9 @@ class AdversarialTrainer(Algorithm):
             batch.terminated,
         )
         action = action * torch.from_numpy(1 - batch.absorbing[:, None].astype(np.float32))  # DAC: no action when absorbing
+        if self.state_bounds is not None:
+            low, high = (torch.tensor(b) for b in self.state_bounds)
+            state, next_state = torch.clamp(state, low, high), torch.clamp(next_state, low, high)
         return state, action, next_state, terminated
 
     def log_prob(self, batch: TransitionBatch) -> np.ndarray | None:
@@ -259,7 +278,7 @@ class AdversarialTrainer(Algorithm):
 
     def learner_rewards(self, batch: TransitionBatch, t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(raw, seen): the learner's reward before normalisation and the one it is paid."""
-        raw = self.policy_reward(self.raw_output(batch), self.log_prob(batch))
+        raw = self.policy_reward(self.raw_output(batch), self.log_prob(batch) if self.reward_uses_log_prob else None)
         seen = self.moments.apply(raw, self.config.reward_normalization)
         if self.config.absorbing and t is not None and batch.next_absorbing.any():
             seen = seen + self._absorbing_bonus(t) * batch.next_absorbing
@@ -356,6 +375,8 @@ class AdversarialTrainer(Algorithm):
         spec = gym.spec(self.env_id)
         self.horizon = spec.max_episode_steps or int(dataset.lengths.max())
         self.demos = self.demonstrations(dataset)
+        if cfg.disc_input_norm == "expert":
+            self._fit_input_norms(self.demos)
         self.pending: list[TransitionBatch] = []  # the round's learner transitions so far
         self.pending_t: list[np.ndarray] = []
         self.pending_rewards: list[np.ndarray] = []
@@ -433,6 +454,36 @@ class AdversarialTrainer(Algorithm):
             rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
         self.pending, self.pending_t, self.pending_rewards = [], [], []
 
+    def _input_norms(self) -> list[RunningNorm]:
+        from algos.online.reward_nets import RunningNorm
+
+        return [m for m in self.net.modules() if isinstance(m, RunningNorm)]
+
+    def _fit_input_norms(self, demos: TransitionBatch, min_var: float = 1e-4) -> None:
+        """Set the net's input normalisers to the demonstrations' statistics (one forward pass with
+        only the normalisers in training mode), variances floored so a feature constant in the
+        demonstrations does not blow up."""
+        import torch
+
+        norms = self._input_norms()
+        self.net.eval()
+        self.state_bounds = None
+        with torch.no_grad():
+            if self.config.disc_input_clip is not None:
+                state = self.encode(demos)[0]
+                mean, std = state.mean(0), state.std(0).clamp(min=min_var**0.5)
+                k = self.config.disc_input_clip
+                self.state_bounds = ((mean - k * std).tolist(), (mean + k * std).tolist())
+            for norm in norms:
+                norm.mean.zero_()
+                norm.var.fill_(1.0)
+                norm.count.zero_()
+                norm.train()
+            self.net(*self.encode(demos))
+            for norm in norms:
+                norm.eval()
+                norm.var.clamp_(min=min_var)
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         import torch
 
@@ -453,6 +504,9 @@ class AdversarialTrainer(Algorithm):
         cfg = self.config
         n = cfg.demo_batch_size
         self.net.train()
+        if cfg.disc_input_norm == "expert":
+            for norm in self._input_norms():
+                norm.eval()  # frozen at the demonstrations' statistics
         stats: dict[str, float] = {}
         for _ in range(cfg.disc_updates_per_round):
             expert, gen = self._sample(self.demos, n), self._sample(gen_pool, n)
@@ -476,7 +530,7 @@ class AdversarialTrainer(Algorithm):
                 }
         self.net.eval()
         real = gen_pool if gen_pool.weights is None else gen_pool.take(np.flatnonzero(gen_pool.absorbing == 0))
-        raw_rewards = self.policy_reward(self.raw_output(real), self.log_prob(real))
+        raw_rewards = self.policy_reward(self.raw_output(real), self.log_prob(real) if self.reward_uses_log_prob else None)
         self.moments.update(raw_rewards)
         stats["learned_reward_mean"] = float(raw_rewards.mean())
         self.last.update(stats)
@@ -561,7 +615,7 @@ class AdversarialTrainer(Algorithm):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return {"bc_warm_start_loss": float(loss)}
+        return {"bc_warm_start_loss": float(loss.detach())}
 
     # ------------------------------------------------------------------ a fresh learner on a saved reward
     def _fit_reward_from(self, venv: Any, budget: Any, log: LogFn | None) -> dict[str, float]:
@@ -613,7 +667,11 @@ class AdversarialTrainer(Algorithm):
         if self.learner is not None:
             self.learner.save(run_dir / POLICY_DIR)
         self.net.save(run_dir / REWARD_DIR)
-        state = {"moments": [self.moments.mean, self.moments.var, self.moments.count], "horizon": self.horizon}
+        state = {
+            "moments": [self.moments.mean, self.moments.var, self.moments.count],
+            "horizon": self.horizon,
+            "state_bounds": self.state_bounds,
+        }
         (run_dir / STATE_FILE).write_text(json.dumps(state))
 
     def _load_state(self, run_dir: Path) -> None:
@@ -624,6 +682,8 @@ class AdversarialTrainer(Algorithm):
         state = json.loads((run_dir / STATE_FILE).read_text())
         self.moments = RunningMoments(*state["moments"])
         self.horizon = state["horizon"]
+        bounds = state.get("state_bounds")
+        self.state_bounds = None if bounds is None else (bounds[0], bounds[1])
         if (run_dir / POLICY_DIR).is_dir():
             self.learner = Learner.load(run_dir / POLICY_DIR)
             self.policy = self.learner.policy

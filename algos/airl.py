@@ -49,6 +49,10 @@ class AIRL(AdversarialTrainer):
         )
         return ShapedRewardNet(observation_space, action_space, net_cfg)
 
+    @property
+    def reward_uses_log_prob(self) -> bool:
+        return self.config.policy_reward == "f-log_pi"
+
     def disc_logits(self, feats: tuple[torch.Tensor, ...], log_pi: torch.Tensor | None) -> torch.Tensor:
         assert log_pi is not None
         return self.net(*feats) - log_pi
