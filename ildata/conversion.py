@@ -170,6 +170,7 @@ def convert(
     fixed_horizon: str | None = ...,
     horizon: int | None = ...,
     stage: Stage = ...,
+    shard_bytes: int | None = ...,
 ) -> TrajectoryDataset: ...
 
 
@@ -184,6 +185,7 @@ def convert(
     fixed_horizon: str | None = ...,
     horizon: int | None = ...,
     stage: Stage = ...,
+    shard_bytes: int | None = ...,
 ) -> TrajectoryDataset | ExportResult: ...
 
 
@@ -197,12 +199,15 @@ def convert(
     fixed_horizon: str | None = None,
     horizon: int | None = None,
     stage: Stage = _noop,
+    shard_bytes: int | None = None,
 ) -> TrajectoryDataset | ExportResult:
     """Convert `src` (detected by content) into `dst`; returns the new TrajectoryDataset
     (or, for `to` other than "ildata", an ExportResult).
 
     `dst` may neither contain nor lie inside the source: replacing it would delete the source,
-    and writing into it would modify the source."""
+    and writing into it would modify the source. A source whose reader reads it piece by piece
+    (ildata stores, imitation HF directories) is converted with memory bounded by about twice
+    `shard_bytes` (default 4 GiB) plus one chunk; see docs/large-datasets.md."""
     from ildata.store import Provenance, load, sha256_path, write_chunks
 
     if to not in STORE_FORMATS and to not in WRITERS:
@@ -247,6 +252,7 @@ def convert(
             provenance=provenance,
             extra_info=source.extra_info,
             total_transitions=source.total_transitions,
+            shard_bytes=shard_bytes,
         )
         if to in STORE_FORMATS:
             stage("writing")

@@ -88,7 +88,8 @@ class FeatureStats:
         else:
             total, total_sq, low, high = self.sums
             self.sums = (total + sums[0], total_sq + sums[1], np.minimum(low, sums[2]), np.maximum(high, sums[3]))
-        self.sample.append(values[-row0 % self.row_stride :: self.row_stride])
+        # a copy: a view would keep the whole piece (a shard's column) alive
+        self.sample.append(values[-row0 % self.row_stride :: self.row_stride].copy())
 
     def result(self) -> dict[str, Any]:
         if self.seen != self.total_steps:
@@ -102,8 +103,12 @@ class FeatureStats:
         mean = total / self.rows
         std = np.sqrt(np.maximum(total_sq / self.rows - mean**2, 0.0))
         stats.update(mean=mean.tolist(), std=std.tolist(), min=low.tolist(), max=high.tolist())
-        sample = self.sample[0] if len(self.sample) == 1 else np.concatenate(self.sample)
-        qs = np.quantile(sample.astype(np.float64, copy=False), QUANTILES, axis=0)
+        # Column by column: the float64 copy and the partition of one column at a time, not of the
+        # whole sample (up to 400k rows x every column).
+        qs = np.empty((len(QUANTILES), len(total)))
+        for column in range(len(total)):
+            values = np.concatenate([piece[:, column] for piece in self.sample]).astype(np.float64, copy=False)
+            qs[:, column] = np.quantile(values, QUANTILES)
         stats["quantiles"] = {f"q{int(q * 100):02d}": qs[i].tolist() for i, q in enumerate(QUANTILES)}
         stats["quantiles_exact"] = self.rows <= QUANTILE_SAMPLE_ROWS
         return stats

@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--env", dest="env_id", help="gymnasium env id: recorded, and its spaces used when the source has none")
     p.add_argument("--fixed-horizon", choices=["absorbing", "truncate"], help="make every episode the same length")
     p.add_argument("--horizon", type=int, help="target length for --fixed-horizon (default: longest for absorbing, shortest for truncate)")
+    p.add_argument(
+        "--shard-mb",
+        type=float,
+        help="largest data shard in MB (default 4096): a source read piece by piece is converted in about twice this much memory",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress or summary")
     p.set_defaults(func=run)
 
@@ -56,8 +61,15 @@ def run(args: argparse.Namespace) -> int:
     args.error_subject = args.src
     console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     started = time.perf_counter()
+    if args.shard_mb is not None and args.shard_mb <= 0:
+        raise DataError(f"--shard-mb must be positive, got {args.shard_mb}")
     options: dict[str, Any] = dict(
-        overwrite=args.overwrite, to=args.to, env_id=args.env_id, fixed_horizon=args.fixed_horizon, horizon=args.horizon
+        overwrite=args.overwrite,
+        to=args.to,
+        env_id=args.env_id,
+        fixed_horizon=args.fixed_horizon,
+        horizon=args.horizon,
+        shard_bytes=None if args.shard_mb is None else int(args.shard_mb * 1e6),
     )
     if console.is_terminal and not args.quiet:
         result = _convert_with_progress(console, args, options)

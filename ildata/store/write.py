@@ -181,11 +181,11 @@ class _ShardPacker:
     depend only on the sequence of episode sizes, so a source read whole or in chunks gives the
     same shard files; at most one shard's rows plus one chunk are held."""
 
-    def __init__(self, folder: Path, data_format: str, on_shard: Callable[[pa.Table], None]):
+    def __init__(self, folder: Path, data_format: str, on_shard: Callable[[pa.Table], None], shard_bytes: int | None = None):
         self.folder = folder
         self.data_format = data_format
         self.on_shard = on_shard
-        self.budget = layout.SHARD_BYTES  # read at call time: tests lower it
+        self.budget = shard_bytes or layout.SHARD_BYTES  # read at call time: tests lower it
         self.pending: list[pa.Table] = []
         self.pending_bytes = 0
         self.names: list[str] = []
@@ -261,6 +261,7 @@ def write_dataset(
     overwrite: bool = False,
     extra_info: Mapping[str, Any] | None = None,
     data_format: str = "arrow",
+    shard_bytes: int | None = None,
 ) -> Path:
     """Write `batch` as a store at `dst`, atomically (temporary folder, then rename): the
     one-chunk case of `write_chunks`."""
@@ -275,6 +276,7 @@ def write_dataset(
         extra_info=extra_info,
         data_format=data_format,
         total_transitions=batch.num_transitions,
+        shard_bytes=shard_bytes,
     )
 
 
@@ -290,6 +292,7 @@ def write_chunks(
     extra_info: Mapping[str, Any] | None = None,
     data_format: str = "arrow",
     total_transitions: int | None = None,
+    shard_bytes: int | None = None,
 ) -> Path:
     """Write episodes arriving as consecutive batches (a source read piece by piece) as a store
     at `dst`, with memory bounded by one shard plus one chunk: shards are written as they fill,
@@ -298,7 +301,9 @@ def write_chunks(
 
     `provenance` may be a function called once every chunk is read (a reader's notes are complete
     only then). `total_transitions`, when known in advance, lets statistics run beside the
-    writing; otherwise they are computed from the written shards afterwards (same numbers)."""
+    writing; otherwise they are computed from the written shards afterwards (same numbers).
+    `shard_bytes` (default `layout.SHARD_BYTES`, 4 GiB) bounds a shard, and with it the memory
+    used: about twice a shard plus one chunk."""
     if data_format not in DATA_FORMATS:
         raise DataError(f"unknown shard format {data_format!r} (choose from {', '.join(DATA_FORMATS)})")
     dst = Path(dst)
@@ -339,7 +344,7 @@ def write_chunks(
                     pending_stats.result()
                 pending_stats = pool.submit(add_stats, shard)
 
-        packer = _ShardPacker(tmp / DATA_DIR, data_format, on_shard)
+        packer = _ShardPacker(tmp / DATA_DIR, data_format, on_shard, shard_bytes)
         for index, batch in enumerate(chunks):
             batch.validate()
             if observation_space is None:
