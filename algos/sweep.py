@@ -296,8 +296,35 @@ def start_ray(cpus: int | None, address: str | None) -> bool:
     if address is None:
         ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **common)
     else:
-        ray.init(address=address, **common)
+        _token_auth_if_available()
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as exc:
+            raise DataError(f"--address {address}: {exc}") from None
     return True
+
+
+def _token_auth_if_available() -> None:
+    """Join a token-authenticated cluster with the token `ray start` saved (~/.ray/auth_token).
+
+    Ray 2.60 turns token authentication on for the clusters it starts, but a driver joining with
+    `address=` does not send the saved token unless RAY_AUTH_MODE=token (it is refused with
+    InvalidAuthToken otherwise). Ray's own rule for this case is applied: token mode when a token
+    exists and RAY_AUTH_MODE is unset (an explicit RAY_AUTH_MODE is respected).
+    """
+    import logging
+
+    try:
+        from ray._private.authentication import authentication_token_setup as auth
+    except ImportError:  # another Ray version: its own defaults apply
+        return
+    logger = logging.getLogger(auth.__name__)
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # not its "token authentication is enabled" notice
+    try:
+        auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        logger.setLevel(level)
 
 
 def execute_runs(
