@@ -30,16 +30,20 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 
 from algos.base import Algorithm, LogFn, register
 from ildata.episode import DataError, EpisodeBatch, Obs
+from ildata.fsutil import atomic_output
 
 if TYPE_CHECKING:
+    import torch
+
     from algos.online.learners import Learner
+    from algos.online.vec_env import SeededVecEnv
     from algos.preferences import PreferenceDataset, RewardEnsemble, SyntheticGatherer
     from ildata.store import TrajectoryDataset
 
@@ -47,6 +51,11 @@ PREFERENCES_FILE = "preferences.parquet"
 REWARD_DIR = "reward_net"
 POLICY_DIR = "policy"
 STATE_FILE = "preference_comparisons.json"
+CHECKPOINT_DIR = "checkpoint"  # under `checkpoint_dir`: the last finished round (`ildata train --resume`)
+OPTIMIZERS_FILE = "reward_optimizers.pt"
+REPLAY_FILE = "replay.npz"
+ROUND_FILE = "round.json"  # the checkpoint's counters, generators and metrics rows
+BATCH_FILE = "episodes.npz"  # the last learner phase's episodes: the next round's fragments come from them
 
 SCHEDULES = {
     "constant": lambda t: 1.0,
@@ -75,6 +84,7 @@ class PreferenceComparisonsConfig:
     temperature: float = 1.0
     discount: float = 1.0
     random_label_prob: float = 0.0
+    equal_ties: bool = False  # exactly equal fragment returns labelled "equal" (0.5), not a coin flip
     # The reward model.
     ensemble_size: int = 1
     active_selection: bool = False  # keep the candidate pairs the ensemble disagrees on most
@@ -89,6 +99,9 @@ class PreferenceComparisonsConfig:
     reward_weight_decay: float = 0.0
     reward_normalization: Literal["standard", "scale", "off"] = "standard"
     learner: dict[str, Any] = field(default_factory=_default_learner)
+    # Scores only: the policy whose return is the normalised score's 1 (expert:NAME, a run folder,
+    # an SB3 zip). None: the shipped expert trained in the env, if there is one.
+    reference_expert: str | None = field(default=None, metadata={"path": "if-exists"})
 
     def __post_init__(self) -> None:
         from algos.online.learners import learner_config
@@ -143,6 +156,7 @@ class PreferenceComparisons(Algorithm):
     Config = PreferenceComparisonsConfig
     config: PreferenceComparisonsConfig
     needs_dataset = False
+    resumable: ClassVar[bool] = True
     observation_space: gym.Space
     action_space: gym.Space
 
@@ -166,6 +180,40 @@ class PreferenceComparisons(Algorithm):
         self.learner: Learner | None = None
         self.rng = np.random.default_rng(seed)
         self.reward = self.saved_reward
+
+    # ------------------------------------------------------------------ scores
+    def _reference_spec(self, env_id: str) -> str | None:
+        from algos.policies import EXPERT_PREFIX, policy_env_id, shipped_experts
+
+        if self.config.reference_expert is not None:
+            return self.config.reference_expert
+        shipped = [f"{EXPERT_PREFIX}{name}" for name in shipped_experts()]
+        return next((spec for spec in shipped if policy_env_id(spec) == env_id), None)
+
+    def check_inputs(self, dataset: TrajectoryDataset | None, env_id: str | None) -> None:
+        """A configured `reference_expert` is loaded and checked against the env before training."""
+        if self.config.reference_expert is not None and env_id is not None:
+            from algos.policies import load_policy
+
+            try:
+                load_policy(self.config.reference_expert, env_id=env_id)
+            except DataError as exc:
+                raise DataError(f"config.reference_expert: {exc}") from None
+
+    def reference_returns(self, env_id: str, episodes: int, seed: int) -> dict[str, float | None]:
+        """The reference expert's and a random policy's mean returns on the evaluation's seeds
+        (as DAgger scores against its expert); none when the env has no expert to score against."""
+        from algos.policies import Random, evaluate, load_policy
+
+        spec = self._reference_spec(env_id)
+        if spec is None:
+            return super().reference_returns(env_id, episodes, seed)
+        expert = load_policy(spec, env_id=env_id, deterministic=True)
+        random_policy = Random(self.observation_space, self.action_space, seed=seed)
+        return {
+            "expert_return": float(evaluate(expert, env_id, episodes, seed=seed)["mean"]),
+            "random_return": float(evaluate(random_policy, env_id, episodes, seed=seed)["mean"]),
+        }
 
     # ------------------------------------------------------------------ the learned reward
     def saved_reward(self, obs: Obs, acts: Any = None, next_obs: Any = None, *, t: Any = None) -> np.ndarray:
@@ -221,51 +269,75 @@ class PreferenceComparisons(Algorithm):
 
     # ------------------------------------------------------------------ training
     def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
-        """`iterations` rounds of query -> reward training -> learner phase within `total_timesteps`."""
-        import torch
+        """`iterations` rounds of query -> reward training -> learner phase within `total_timesteps`.
 
+        With a `checkpoint_dir` (`ildata train`), every finished round is saved there and a run
+        that finds a checkpoint continues after its round, with the budget left after it."""
         from algos.online.budget import StepBudget
-        from algos.online.learners import make_learner
+        from algos.online.learners import Learner, make_learner
         from algos.online.recorder import EpisodeRecorder
         from algos.online.reward_wrapper import RewardVecEnvWrapper
         from algos.online.vec_env import make_vec_env
-        from algos.preferences import SyntheticGatherer, train_preferences
+        from algos.preferences import SyntheticGatherer, held_out_metrics, make_optimizers, train_preferences
 
         cfg = self.config
         self.env_id = env_id or (dataset.env_id if dataset is not None else None) or self.env_id
         if self.env_id is None:
             raise DataError("env: preference comparisons trains in an env")
         self.preferences.env_id = self.env_id
+        checkpoint = self.checkpoint_dir / CHECKPOINT_DIR if self.checkpoint_dir is not None else None
+        state = self._restore(checkpoint) if checkpoint is not None and (checkpoint / ROUND_FILE).is_file() else None
+        done = int(state["env_steps"]) if state else 0  # env steps of the rounds before a resume
         venv = make_vec_env(self.env_id, cfg.n_envs, seed=self.seed)
-        budget = StepBudget(venv, cfg.total_timesteps)
+        if state:  # a fresh env continues the seed schedule (episodes cut by the interrupt are lost)
+            venv.schedule.next_seed = venv.schedule.first + int(state["episodes_started"])
+        budget = StepBudget(venv, cfg.total_timesteps - done)
         recorder = EpisodeRecorder(venv)
         wrapped = RewardVecEnvWrapper(recorder, lambda o, a, o2, term: self.saved_reward(o, a, o2).astype(np.float32))
-        self.learner = learner = make_learner(self.learner_cfg, wrapped, seed=self.seed)
+        if checkpoint is not None and state:
+            self.learner = learner = Learner.load(checkpoint / POLICY_DIR, wrapped)
+            _load_replay(learner, checkpoint / REPLAY_FILE)
+        else:
+            self.learner = learner = make_learner(self.learner_cfg, wrapped, seed=self.seed)
         if self.learner_cfg.algo in ("sac", "dqn"):
             self._relabel_replay(learner)
-        gatherer = SyntheticGatherer(cfg.temperature, cfg.discount, cfg.random_label_prob, seed=self.seed + 1)
-        optimizers = [
-            torch.optim.Adam(m.parameters(), lr=cfg.reward_learning_rate, weight_decay=cfg.reward_weight_decay)
-            for m in self.ensemble.members
-        ]
-        metrics: dict[str, float] = {"env_steps": 0.0, "comparisons": 0.0}
-        if log is not None:
-            log(0, dict(metrics))
+        gatherer = SyntheticGatherer(cfg.temperature, cfg.discount, cfg.random_label_prob, seed=self.seed + 1, equal_ties=cfg.equal_ties)
+        optimizers = make_optimizers(self.ensemble, cfg.reward_learning_rate, cfg.reward_weight_decay)
+        rows: list[tuple[int, dict[str, float]]] = []
 
-        # 1. initial sampling with the untrained learner's stochastic policy (counted like any step)
-        n = venv.num_envs
-        sampling = (int(cfg.initial_sampling_frac * cfg.total_timesteps) // n) * n
-        obs = wrapped.reset()
-        for _ in range(sampling // n):
-            actions, _ = learner.model.predict(obs, deterministic=False)
-            obs, _, _, _ = wrapped.step(actions)
-        batch = recorder.pop_batch()  # the learner's first learn() resets the env (partial episodes dropped)
+        def record(step: int, metrics: dict[str, float]) -> None:
+            rows.append((step, dict(metrics)))
+            if log is not None:
+                log(step, dict(metrics))
+
+        if checkpoint is not None and state:
+            import torch
+
+            for opt, saved in zip(optimizers, torch.load(checkpoint / OPTIMIZERS_FILE, weights_only=True), strict=True):
+                opt.load_state_dict(saved)
+            gatherer.rng.bit_generator.state = state["gatherer_rng"]
+            self.rng.bit_generator.state = state["rng"]
+            first_round, owed, batch = int(state["round"]), int(state["owed"]), _load_batch(checkpoint / BATCH_FILE)
+            for step, m in state["rows"]:  # metrics.csv of the resumed run holds every round
+                record(int(step), {k: float(v) for k, v in m.items()})
+            metrics = dict(rows[-1][1])
+        else:
+            metrics = {"env_steps": 0.0, "comparisons": 0.0}
+            record(0, metrics)
+            # 1. initial sampling with the untrained learner's stochastic policy (counted like any step)
+            n = venv.num_envs
+            sampling = (int(cfg.initial_sampling_frac * cfg.total_timesteps) // n) * n
+            obs = wrapped.reset()
+            for _ in range(sampling // n):
+                actions, _ = learner.model.predict(obs, deterministic=False)
+                obs, _, _, _ = wrapped.step(actions)
+            batch = recorder.pop_batch()  # the learner's first learn() resets the env (partial episodes dropped)
+            first_round, owed = 0, 0  # owed: queries deferred because no episode was long enough yet
 
         # 2. exactly `iterations` rounds
         schedule = query_schedule(cfg)
-        owed = 0  # queries deferred because no episode was long enough yet
-        for k, n_queries in enumerate(schedule):
-            owed += n_queries
+        for k in range(first_round, cfg.iterations):
+            owed += schedule[k]
             made = self.query(batch, owed, gatherer)
             owed -= int(made["queries"])
             metrics.update(made, queries_deferred=float(owed))
@@ -290,10 +362,15 @@ class PreferenceComparisons(Algorithm):
             batch = recorder.pop_batch()
             if batch is not None and batch.rews is not None:
                 metrics["episode_return_mean"] = float(np.add.reduceat(batch.rews, np.r_[0, np.cumsum(batch.lengths)[:-1]]).mean())
-            metrics["env_steps"] = float(budget.used)
+            metrics["env_steps"] = float(done + budget.used)
             metrics["iteration"] = float(k + 1)
-            if log is not None:
-                log(budget.used, dict(metrics))
+            if k == cfg.iterations - 1 and batch is not None:
+                # The last phase's episodes were never queried: the learned reward's held-out check.
+                metrics.update(held_out_metrics(self.ensemble, batch, cfg.fragment_length, np.random.default_rng([self.seed, 2])))
+            if checkpoint is not None:
+                rows_after = [*rows, (done + budget.used, dict(metrics))]
+                self._checkpoint(checkpoint, learner, optimizers, gatherer, batch, k + 1, owed, done + budget.used, venv, rows_after)
+            record(done + budget.used, metrics)
         budget.check()  # every env step, fragment sampling included, within total_timesteps
         self.policy = learner.policy
         return dict(metrics)
@@ -316,6 +393,47 @@ class PreferenceComparisons(Algorithm):
 
         buffer.sample = relabelled
 
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(
+        self,
+        path: Path,
+        learner: Learner,
+        optimizers: list[torch.optim.Optimizer],
+        gatherer: SyntheticGatherer,
+        batch: EpisodeBatch | None,
+        rounds: int,
+        owed: int,
+        env_steps: int,
+        venv: SeededVecEnv,
+        rows: list[tuple[int, dict[str, float]]],
+    ) -> None:
+        """Everything the next round needs, atomically: the run state (`_save_state`), the reward
+        optimisers, the off-policy replay buffer, the episodes the next queries draw from, the
+        generators and the counters (rounds done, env steps used, episodes started)."""
+        import torch
+
+        with atomic_output(path, overwrite=True) as tmp:
+            self._save_state(tmp)
+            torch.save([opt.state_dict() for opt in optimizers], tmp / OPTIMIZERS_FILE)
+            _save_replay(learner, tmp / REPLAY_FILE)
+            _save_batch(batch, tmp / BATCH_FILE)
+            state = {
+                "round": rounds,
+                "owed": owed,
+                "env_steps": env_steps,
+                "episodes_started": venv.schedule.episodes_started,
+                "rng": self.rng.bit_generator.state,
+                "gatherer_rng": gatherer.rng.bit_generator.state,
+                "moments": list(self.moments),
+                "rows": [[step, m] for step, m in rows],
+            }
+            (tmp / ROUND_FILE).write_text(json.dumps(state))
+
+    def _restore(self, path: Path) -> dict[str, Any]:
+        """The run state after the checkpoint's last round (reward nets, pairs, normaliser); its counters."""
+        self._load_reward(path)
+        return dict(json.loads((path / ROUND_FILE).read_text()))
+
     # ------------------------------------------------------------------ persistence
     def _save_state(self, run_dir: Path) -> None:
         """`policy/` (a learner folder), `reward_net/member-K/`, `preferences.parquet`, the normaliser."""
@@ -326,13 +444,58 @@ class PreferenceComparisons(Algorithm):
         (run_dir / STATE_FILE).write_text(json.dumps({"moments": list(self.moments)}))
 
     def _load_state(self, run_dir: Path) -> None:
-        from algos.online.learners import Learner
+        self._load_reward(run_dir)
+        if (run_dir / POLICY_DIR).is_dir():
+            from algos.online.learners import Learner
+
+            self.learner = Learner.load(run_dir / POLICY_DIR)
+            self.policy = self.learner.policy
+
+    def _load_reward(self, run_dir: Path) -> None:
         from algos.preferences import PreferenceDataset, RewardEnsemble
 
         self.ensemble = RewardEnsemble.load(run_dir / REWARD_DIR, self.config.ensemble_size)
         self.preferences = PreferenceDataset.load(run_dir / PREFERENCES_FILE)
         mean, std = json.loads((run_dir / STATE_FILE).read_text())["moments"]
         self.moments = (float(mean), float(std))
-        if (run_dir / POLICY_DIR).is_dir():
-            self.learner = Learner.load(run_dir / POLICY_DIR)
-            self.policy = self.learner.policy
+
+
+# Replay buffers and episode batches are saved as plain arrays (npz without pickles), never as
+# SB3's pickled buffers: a checkpoint is data, and loading it must not run code.
+REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+EPISODE_ARRAYS = ("obs", "acts", "rews", "lengths", "terminated", "truncated", "termination_known", "seeds")
+
+
+def _save_replay(learner: Learner, path: Path) -> None:
+    buffer = getattr(learner.model, "replay_buffer", None)
+    if buffer is None:
+        return
+    size = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {k: getattr(buffer, k)[:size] for k in REPLAY_ARRAYS if getattr(buffer, k, None) is not None}
+    arrays.update(pos=np.asarray(buffer.pos, np.int64), full=np.asarray(buffer.full))
+    np.savez(path, **arrays)
+
+
+def _load_replay(learner: Learner, path: Path) -> None:
+    buffer = getattr(learner.model, "replay_buffer", None)
+    if buffer is None or not path.is_file():
+        return
+    with np.load(path, allow_pickle=False) as saved:
+        for key in REPLAY_ARRAYS:
+            if key in saved.files:
+                values = saved[key]
+                getattr(buffer, key)[: len(values)] = values
+        buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])
+
+
+def _save_batch(batch: EpisodeBatch | None, path: Path) -> None:
+    if batch is not None:
+        arrays: dict[str, Any] = {k: np.asarray(getattr(batch, k)) for k in EPISODE_ARRAYS if getattr(batch, k) is not None}
+        np.savez(path, **arrays)
+
+
+def _load_batch(path: Path) -> EpisodeBatch | None:
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        return EpisodeBatch(**{k: saved[k] for k in saved.files})

@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+import yaml
 from support import DATASETS, run_cli
 
 import ildata
 from algos.base import load_algorithm, seed_everything
 from algos.online.reward_nets import RewardNetConfig
-from algos.online.vec_env import base_env
 from algos.preference_comparisons import PreferenceComparisons, PreferenceComparisonsConfig, query_schedule
 from algos.preferences import (
     PreferenceDataset,
@@ -24,10 +24,14 @@ from algos.preferences import (
     bradley_terry_loss,
     concat_fragments,
     fragment,
+    held_out_metrics,
     pair_tensor,
     preference_accuracy,
     train_preferences,
 )
+from algos.recipe import load_recipe
+from algos.train import partial_dir, run_recipe
+from ildata.cli import main
 from ildata.episode import DataError, Episode, EpisodeBatch
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -117,6 +121,9 @@ def test_synthetic_gatherer_is_bradley_terry_seeded_with_random_labels() -> None
     discounted = SyntheticGatherer(temperature=0.0, discount=0.5).probabilities(left, right)
     weights = 0.5 ** np.arange(10)
     np.testing.assert_array_equal(discounted, 0.5 * (1 + np.sign((left.rews - right.rews) @ weights)))
+    # With equal_ties, exactly equal returns are "equal" (0.5) (seals/CartPole: fallen-pole fragments tie at 0).
+    np.testing.assert_array_equal(SyntheticGatherer(temperature=1.0, seed=2, equal_ties=True)(left, left), np.full(2000, 0.5))
+    assert set(np.unique(SyntheticGatherer(temperature=1.0, seed=2)(left, left))) == {0.0, 1.0}  # imitation's coin flips
 
 
 # ------------------------------------------------------------------------------------ reward model
@@ -146,6 +153,9 @@ def test_learned_reward_ranks_held_out_pairs() -> None:
     assert stats["reward_loss"] < 0.4
     after = preference_accuracy(ensemble, held_out)
     assert after >= 0.9 > before
+    # The end-of-run check: learned vs true reward on episodes never trained on.
+    check = held_out_metrics(ensemble, episodes([60] * 10, seed=2), 20, np.random.default_rng(3), pairs=200)
+    assert check["heldout_transitions"] == 600 and check["heldout_reward_pearson"] >= 0.8 and check["heldout_pref_accuracy"] >= 0.9
 
 
 # ------------------------------------------------------------------------------------ dataset IO
@@ -184,44 +194,76 @@ def test_query_schedule_spends_exactly_the_comparisons(schedule: str) -> None:
     assert query_schedule(PreferenceComparisonsConfig(comparisons=50, iterations=1)) == [50]
 
 
-def test_fit_counts_every_env_step_runs_exact_iterations_and_saves_the_preferences(tmp_path: Path) -> None:
-    cfg = PreferenceComparisonsConfig(
-        total_timesteps=1500,
-        iterations=3,
-        comparisons=40,
-        initial_comparison_frac=0.5,
-        initial_sampling_frac=0.3,
-        fragment_length=20,
-        ensemble_size=2,
-        active_selection=True,
-        initial_reward_epochs=2,
-        reward_epochs=1,
-        learner={"algo": "sac", "learning_starts": 100, "batch_size": 32, "net_arch": [16]},
-    )
-    spaces = ildata.envs.env_spaces("Pendulum-v1")
-    algo = PreferenceComparisons(cfg, observation_space=spaces[0], action_space=spaces[1], seed=1)
-    rows: list[dict[str, float]] = []
-    metrics = algo.fit(None, env_id="Pendulum-v1", log=lambda step, m: rows.append(m))
-    assert algo.learner is not None
-    counter = base_env(algo.learner.venv).steps  # the vec env's own counter: sampling included
-    assert counter == metrics["env_steps"] == 1500
-    assert metrics["learner_phases"] == 3 and [r.get("iteration") for r in rows[1:]] == [1.0, 2.0, 3.0]
-    assert algo.learner.num_timesteps == 1500 - 450  # the learner's phases; 450 steps of initial sampling
-    assert metrics["comparisons"] == 40 == len(algo.preferences) and metrics["queries_deferred"] == 0
-    algo.save(tmp_path / "run")
-    saved = PreferenceDataset.load(tmp_path / "run" / "preferences.parquet")
+SMALL = {
+    "total_timesteps": 1500,
+    "iterations": 3,
+    "comparisons": 40,
+    "initial_comparison_frac": 0.5,
+    "initial_sampling_frac": 0.3,
+    "fragment_length": 20,
+    "ensemble_size": 2,
+    "active_selection": True,
+    "initial_reward_epochs": 2,
+    "reward_epochs": 1,
+    "learner": {"algo": "sac", "learning_starts": 100, "batch_size": 32, "net_arch": [16]},
+}
+
+
+def test_interrupted_run_resumes_within_the_budget_runs_exact_iterations_and_saves_the_preferences(tmp_path: Path) -> None:
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe = {"name": "prefs", "algo": "preference_comparisons", "env": "Pendulum-v1", "seed": 1, "config": SMALL, "eval": {"episodes": 2}}
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    # 450 steps of initial sampling, then learner phases of 350 steps: rows at 0, 800, 1150, 1500.
+    lines: list[str] = []
+
+    def interrupt_after_round_2(line: str) -> None:
+        lines.append(line)
+        if line.startswith("step 1150:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_recipe(recipe_path), out=out, echo=interrupt_after_round_2)
+    work = partial_dir(out)
+    assert not out.exists() and json.loads((work / "checkpoint" / "round.json").read_text())["round"] == 2
+    assert main(["train", str(recipe_path), "--resume", str(out), "--quiet"]) == 0
+    assert out.is_dir() and not work.exists() and not (out / "checkpoint").exists()
+    rows = pl.read_csv(out / "metrics.csv")
+    assert rows["step"].to_list() == [0, 800, 1150, 1500] and rows["iteration"].to_list()[1:] == [1.0, 2.0, 3.0]
+    last = rows.row(-1, named=True)
+    assert last["env_steps"] == 1500 and last["learner_phases"] == 3 and last["comparisons"] == 40 and last["queries_deferred"] == 0
+    assert -1 <= last["heldout_reward_pearson"] <= 1 and 0 <= last["heldout_pref_accuracy"] <= 1 and last["heldout_transitions"] > 0
+    algo = load_algorithm(out)
+    assert isinstance(algo, PreferenceComparisons) and algo.learner is not None
+    # Every env step counted across the interrupt: the learner's 1050 (350 after the resume) + 450 sampling.
+    assert algo.learner.num_timesteps == 1500 - 450
+    saved = PreferenceDataset.load(out / "preferences.parquet")
     assert len(saved) == 40 and set(np.unique(saved.labels)) <= {0.0, 1.0} and saved.env_id == "Pendulum-v1"
-    again = load_algorithm(tmp_path / "run")
     obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
     acts = np.random.default_rng(1).uniform(-2, 2, (16, 1)).astype(np.float32)
-    assert again.reward is not None and algo.reward is not None
-    np.testing.assert_array_equal(again.reward(obs, acts, obs), algo.reward(obs, acts, obs))
-    # The run's pairs export as queries for people (labels cleared; no replay images for a run).
-    result = run_cli("prefs", "export", str(tmp_path / "run"), str(tmp_path / "queries"), "--format", "jsonl")
-    assert result.returncode == 0 and "no images" in result.stdout, result.stderr
+    assert algo.reward is not None and np.isfinite(algo.reward(obs, acts, obs)).all()
+    # Scored against the shipped Pendulum expert (no dataset in the recipe).
+    report = json.loads((out / "eval.json").read_text())
+    assert report["expert_return"] > report["random_return"] and report["normalized_score"] is not None
+    # The run's pairs export as queries for people (labels cleared), drawn from their stored states.
+    result = run_cli("prefs", "export", str(out), str(tmp_path / "queries"), "--format", "jsonl")
+    assert result.returncode == 0 and "80 PNG images in images/ (drawn from the stored states)" in result.stdout, result.stderr
     queries = PreferenceDataset.load(tmp_path / "queries" / "queries.parquet")
     assert len(queries) == 40 and np.isnan(queries.labels).all()
     assert len((tmp_path / "queries" / "labels.jsonl").read_text().splitlines()) == 40
+    assert len(list((tmp_path / "queries" / "images").glob("pair-*-left.png"))) == 40
+
+
+def test_export_says_why_a_run_of_another_env_gets_no_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    data = labelled_pairs(4, 5, seed=0)
+    data.env_id = "Acrobot-v1"  # its observation (cos, sin of two angles, velocities) is not a settable state here
+    data.save(run / "preferences.parquet")
+    assert main(["prefs", "export", str(run), str(tmp_path / "queries")]) == 0
+    out = capsys.readouterr().out
+    assert "no images (a run's fragments cannot be replayed" in out and "Acrobot-v1" in out
+    assert not (tmp_path / "queries" / "images").exists()
 
 
 def test_config_errors_name_the_key() -> None:
@@ -293,22 +335,23 @@ def test_import_learns_a_reward_offline_and_relabels_a_dataset(exported: Path, t
         ("pair_id,label\n0,left\n0,right\n", "row 2: pair_id 0 is labelled twice"),
     ],
 )
-def test_bad_label_sheets_get_one_line_naming_file_and_row(exported: Path, tmp_path: Path, sheet: str, message: str) -> None:
+def test_bad_label_sheets_get_one_line_naming_file_and_row(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], sheet: str, message: str
+) -> None:
     path = tmp_path / "labels.csv"
     path.write_text(sheet)
-    result = run_cli("prefs", "import", str(exported), str(path), str(tmp_path / "out"))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    assert main(["prefs", "import", str(exported), str(path), str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ildata: error: {path}: {message}"), lines
     assert not (tmp_path / "out").exists()
 
 
-def test_jsonl_sheets_work_too(exported: Path, tmp_path: Path) -> None:
+def test_jsonl_sheets_work_too(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     queries = PreferenceDataset.load(exported / "queries.parquet")
     path = tmp_path / "labels.jsonl"
     path.write_text("".join(json.dumps({"pair_id": int(p), "label": "equal"}) + "\n" for p in queries.pair_ids) + "{oops\n")
-    result = run_cli("prefs", "import", str(exported), str(path), str(tmp_path / "out"))
-    assert result.returncode == 2 and f"{path}: row 13: not JSON" in result.stderr
+    assert main(["prefs", "import", str(exported), str(path), str(tmp_path / "out")]) == 2
+    assert f"{path}: row 13: not JSON" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ quality (slow)

@@ -2,8 +2,10 @@
 
 export SOURCE OUT: fragment pairs from a dataset (drawn uniformly over every window) or from a
 preference_comparisons run folder (its saved pairs), written as OUT/queries.parquet, an unfilled
-label sheet OUT/labels.csv (or .jsonl) and, where the env renders rgb_array and the fragments
-can be replayed (dataset episodes with reset seeds), a PNG strip or GIF per fragment in OUT/images/.
+label sheet OUT/labels.csv (or .jsonl) and, where the env renders rgb_array, a PNG strip or GIF per
+fragment in OUT/images/: a dataset's fragments are replayed from their episodes' reset seeds; a
+run's are drawn from their stored observations where those are the env's whole state (Pendulum,
+CartPole); otherwise the command says why there are no images.
 
 import QUERIES LABELS OUT: the filled sheet's preferences (left/right/equal/skip) join the queries;
 a reward ensemble is trained on them offline (no env) and saved in OUT with the labelled
@@ -58,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.set_defaults(func=run_import)
 
 
+def strip_picks(frames: int) -> np.ndarray:
+    """The (at most 6, evenly spaced) frames a PNG strip shows."""
+    return np.linspace(0, frames - 1, min(6, frames)).round().astype(int)
+
+
 def _strip(frames: np.ndarray, images: str, dst: Path) -> None:
     from PIL import Image
 
@@ -66,8 +73,7 @@ def _strip(frames: np.ndarray, images: str, dst: Path) -> None:
     if images == "gif":
         write_gif(frames, dst.with_suffix(".gif"), fps=15)
         return
-    picks = np.linspace(0, len(frames) - 1, min(6, len(frames))).round().astype(int)
-    strip = Image.fromarray(np.concatenate(list(frames[picks]), axis=1))
+    strip = Image.fromarray(np.concatenate(list(frames[strip_picks(len(frames))]), axis=1))
     scale = min(1.0, 160 / strip.height)  # small files: a person compares them side by side
     strip.resize((max(1, round(strip.width * scale)), max(1, round(strip.height * scale)))).save(dst.with_suffix(".png"))
 
@@ -115,19 +121,74 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pendulum_state(env: Any, obs: np.ndarray, act: np.ndarray | None) -> None:
+    env.unwrapped.state = np.array([np.arctan2(obs[1], obs[0]), obs[2]])
+    env.unwrapped.last_u = None if act is None else float(np.asarray(act).reshape(-1)[0])  # the torque arrow
+
+
+def _cartpole_state(env: Any, obs: np.ndarray, act: np.ndarray | None) -> None:
+    env.unwrapped.state = np.asarray(obs, dtype=np.float64).copy()
+
+
+# Envs whose full state is the observation: a stored fragment renders without a replay.
+STATE_SETTERS = {"Pendulum-v1": _pendulum_state, "CartPole-v1": _cartpole_state, "seals/CartPole-v0": _cartpole_state}
+
+
+def _stored_state_frames(env: Any, env_id: str, obs: np.ndarray, acts: np.ndarray, next_obs: np.ndarray, images: str) -> np.ndarray:
+    """A fragment's frames, each rendered from its stored observation (`STATE_SETTERS`): all
+    length + 1 for a GIF, only the ones a PNG strip shows otherwise."""
+    from ildata.render import _render
+
+    setter = STATE_SETTERS[env_id]
+    states, actions = [*obs, next_obs[-1]], [*acts, None]
+    picks = strip_picks(len(states)) if images == "png" else np.arange(len(states))
+    frames = []
+    for t in picks:
+        setter(env, states[t], actions[t])
+        frames.append(_render(env, env_id))
+    return np.stack(frames)
+
+
 def _export_images(queries: Any, dataset: Any, env_id: str | None, images: str, folder: Path) -> str:
-    """One image per fragment by replaying its episode from the dataset; a note on what was written."""
+    """One image per fragment, and a note on what was written (or why nothing could be).
+
+    Dataset fragments: their episode is replayed from its reset seed (`ildata.render.replay`, which
+    also says when the replay drifts from the data). A run's fragments cannot be replayed (the
+    steps before a fragment are not stored), so they are drawn from their stored observations
+    where the observation is the env's whole state (`STATE_SETTERS`: Pendulum, CartPole)."""
+    import os
+
     from ildata.episode import DataError
     from ildata.render import replay
 
-    if dataset is None or env_id is None:
-        return "no images (a run's fragments cannot be replayed: earlier steps of their episodes are not stored)"
-    seeds = np.asarray(dataset.to_batch().seeds if dataset.to_batch().seeds is not None else [])
-    index = {int(s): i for i, s in enumerate(seeds) if s >= 0}
+    if env_id is None:
+        return "no images (no env id: pass --env ENV_ID)"
+    if dataset is None and env_id not in STATE_SETTERS:
+        return (
+            f"no images (a run's fragments cannot be replayed, since the steps before them are not stored, and {env_id}'s "
+            f"state cannot be set from an observation; images work for {', '.join(STATE_SETTERS)})"
+        )
     folder.mkdir()
-    replays: dict[int, np.ndarray] = {}
     length = queries.left.length
     try:
+        if dataset is None:
+            from ildata.envs import make_env
+
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+            os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+            env = make_env(env_id, render_mode="rgb_array")
+            try:
+                env.reset(seed=0)
+                for side, frags in (("left", queries.left), ("right", queries.right)):
+                    for i, pair_id in enumerate(queries.pair_ids):
+                        frames = _stored_state_frames(env, env_id, frags.obs[i], frags.acts[i], frags.next_obs[i], images)
+                        _strip(frames, images, folder / f"pair-{int(pair_id):06d}-{side}")
+            finally:
+                env.close()
+            return f"{2 * len(queries)} {images.upper()} images in images/ (drawn from the stored states)"
+        seeds = np.asarray(dataset.to_batch().seeds if dataset.to_batch().seeds is not None else [])
+        index = {int(s): i for i, s in enumerate(seeds) if s >= 0}
+        replays: dict[int, np.ndarray] = {}
         for side, frags in (("left", queries.left), ("right", queries.right)):
             for pair_id, seed, start in zip(queries.pair_ids, frags.seeds, frags.starts, strict=True):
                 if int(seed) not in index:
@@ -137,7 +198,7 @@ def _export_images(queries: Any, dataset: Any, env_id: str | None, images: str, 
                 _strip(replays[int(seed)][start : start + length + 1], images, folder / f"pair-{int(pair_id):06d}-{side}")
     except DataError as exc:
         return f"no images ({exc})"
-    return f"{2 * len(queries)} {images.upper()} images in images/"
+    return f"{2 * len(queries)} {images.upper()} images in images/ (replayed from the episodes' seeds)"
 
 
 def run_import(args: argparse.Namespace) -> int:
