@@ -283,8 +283,13 @@ def _silent(_: str) -> None:
 
 
 def start_ray(cpus: int | None, address: str | None) -> bool:
-    """Start a local Ray (loopback, no dashboard, quiet) or join `address`; False if Ray was
-    already started in this process (then it is used as it is and left running)."""
+    """Start a local Ray (one node, no dashboard, no usage stats, quiet) or join `address`; False
+    if Ray was already started in this process (then it is used as it is and left running).
+
+    Ray 2.60's processes listen on every interface of the machine whatever address is asked for
+    (it resolves 127.0.0.1 to the node's own address), protected by its token authentication,
+    which is on by default; nothing here contacts another machine.
+    """
     import logging
 
     import ray
@@ -294,7 +299,7 @@ def start_ray(cpus: int | None, address: str | None) -> bool:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
-        ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **common)
+        ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1, **common)
     else:
         _token_auth_if_available()
         try:

@@ -1,4 +1,4 @@
-"""`ildata sweep`: a small BC sweep on a local Ray (2 CPUs, loopback), resume, failures, equality
+"""`ildata sweep`: a small BC sweep on a local Ray (2 CPUs, one node, nothing off the machine), resume, failures, equality
 with a run alone, the summary's numbers, and bad input refused before Ray starts."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SETS = [arg for item in TINY for arg in ("--set", item)]
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    """One local Ray for the module (2 CPUs, 127.0.0.1, no dashboard); the sweeps use it as it is."""
+    """One local Ray for the module (2 CPUs, no dashboard); the sweeps use it as it is."""
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()
     assert sw.start_ray(2, None)
