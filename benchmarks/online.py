@@ -1,7 +1,8 @@
 """One harness for every online imitation algorithm: algorithm x env x seeds -> one table, run
 through the sweep machinery (`algos.sweep`, the same code as `ildata sweep`).
 
-    python benchmarks/online.py --only dagger-cartpole dagger-pendulum dagger-cartpole-8env
+    python benchmarks/online.py                    # the quick entries (DAgger), 3 seeds, writes RESULTS-online.md
+    python benchmarks/online.py --only airl-cartpole-500k --seeds 5   # a long entry (hours on 2 cores)
     python benchmarks/online.py --only dagger-cartpole --seeds 5 --out /tmp/x.md
     python benchmarks/online.py --check            # every entry's recipe + overrides parsed and built, no training
 
@@ -47,6 +48,7 @@ class Entry:
     recipe: str
     overrides: list[str] = field(default_factory=list)
     bar: float = 0.9
+    long: bool = False  # hours on 2 cores: run only when named with --only
 
 
 # PPO in place of gail-pendulum's SAC: rounds of one rollout (8 envs x 256 steps), 8 discriminator
@@ -72,7 +74,7 @@ ENTRIES: dict[str, Entry] = {
         bar=0.95,
     ),
     # Definitions of the long entries (hours on 2 cores; not run for RESULTS-online.md yet).
-    "airl-cartpole-500k": Entry("recipes/airl-cartpole.yaml", ["config.total_timesteps=500000"], bar=0.9),
+    "airl-cartpole-500k": Entry("recipes/airl-cartpole.yaml", ["config.total_timesteps=500000"], bar=0.9, long=True),
     "gail-pendulum-ppo-500k": Entry(
         "recipes/gail-pendulum.yaml",
         [
@@ -83,10 +85,17 @@ ENTRIES: dict[str, Entry] = {
             f"config.learner={PPO_PENDULUM}",
         ],
         bar=0.8,
+        long=True,
     ),
-    "gail-pendulum-sac-50k": Entry("recipes/gail-pendulum.yaml", ["config.total_timesteps=50000", "config.learner.algo=sac"], bar=0.8),
-    "prefs-pendulum-200k": Entry("recipes/prefs-pendulum.yaml", ["config.total_timesteps=200000", "config.comparisons=1000"], bar=0.8),
-    "prefs-cartpole-100k": Entry("recipes/prefs-cartpole.yaml", ["config.total_timesteps=100000", "config.comparisons=500"], bar=0.95),
+    "gail-pendulum-sac-50k": Entry(
+        "recipes/gail-pendulum.yaml", ["config.total_timesteps=50000", "config.learner.algo=sac"], bar=0.8, long=True
+    ),
+    "prefs-pendulum-200k": Entry(
+        "recipes/prefs-pendulum.yaml", ["config.total_timesteps=200000", "config.comparisons=1000"], bar=0.8, long=True
+    ),
+    "prefs-cartpole-100k": Entry(
+        "recipes/prefs-cartpole.yaml", ["config.total_timesteps=100000", "config.comparisons=500"], bar=0.95, long=True
+    ),
     # gail-mountaincar / airl-mountaincar (seals/MountainCar-v0): no MountainCar expert or
     # demonstrations in datasets/ yet.
 }
@@ -184,7 +193,7 @@ def table(rows: list[dict[str, object]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), help="entries to run (default: all)")
+    parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), help="entries to run (default: every entry not marked long)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per run (and for the references)")
     parser.add_argument("--cpus", type=int, default=2, help="runs at a time (the local Ray's CPUs)")
@@ -192,11 +201,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--check", action="store_true", help="parse and build every entry, train nothing")
     args = parser.parse_args()
-    names = args.only or sorted(ENTRIES)
     seeds = list(range(args.seeds))
     if args.check:
-        check_entries(names, seeds, args.episodes)
+        check_entries(args.only or sorted(ENTRIES), seeds, args.episodes)
         return 0
+    names = args.only or sorted(name for name, entry in ENTRIES.items() if not entry.long)
     sweeps = {}
     for name in names:
         entry = ENTRIES[name]
