@@ -215,3 +215,26 @@ def test_stats_verify_and_transition_chunks_shard_by_shard(tmp_path: Path, monke
         np.testing.assert_allclose(stats[name]["mean"], again[name]["mean"], rtol=1e-12)
         assert stats[name]["quantiles"] == again[name]["quantiles"]
     assert ds.verify() == []
+
+
+@pytest.mark.parametrize("backend", ["arrow", "parquet"])
+def test_convert_minari_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    """Minari's per-episode folders are read a group of episodes at a time; the store equals the
+    one converted whole (infos with the reset row, seeds, unknown terminations included)."""
+    from ildata.formats import minari_dir
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    flags = [(False, True), (True, False)] * 10
+    store = ildata.save(
+        make_episodes(LENGTHS * 2, infos=True, seeds=True, flags=flags, termination_known=[True, False] * 10), tmp_path / "store"
+    )
+    dst = tmp_path / "minari-dataset"
+    minari_dir.write(store, dst, dataset_id="test/chunks-v0", data_format=backend)
+    whole = ildata.convert(dst, tmp_path / "whole")
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 2000)
+    assert len(list(read_source_chunks(dst).chunks)) > 3
+    streamed = ildata.convert(dst, tmp_path / "streamed")
+    assert streamed.fingerprint == whole.fingerprint
+    assert streamed.stats() == whole.stats()
+    assert streamed.info["provenance"].get("notes") == whole.info["provenance"].get("notes")
+    assert not streamed.episode_column("termination_known").all()

@@ -16,7 +16,7 @@ from ildata.formats.minari.metadata import (
     resolve_minari_spec,
     sniff,
 )
-from ildata.formats.minari.reader import read
+from ildata.formats.minari.reader import read, read_chunks
 from ildata.formats.minari.writer import register_namespace, write
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "dataset_id_for",
     "minari_root",
     "read",
+    "read_chunks",
     "register_namespace",
     "resolve_minari_spec",
     "sniff",

@@ -113,10 +113,32 @@ def _episode_metadata(paths: list[Path | None]) -> tuple[np.ndarray, np.ndarray,
 
 
 def read(data: Path, fmt: str, n_episodes: int, meta_path: Path, obs_space: gym.Space, act_space: gym.Space, jpeg: bool) -> Raw:
+    files, metas = _episode_files(data, fmt, n_episodes, meta_path)
+    return read_episodes(data, fmt, files, metas, 0, obs_space, act_space, jpeg)
+
+
+def episode_files(data: Path, fmt: str, n_episodes: int, meta_path: Path) -> tuple[list[list[Path]], list[Path | None], np.ndarray]:
+    """Each episode's part files and metadata.json (as `read` lists them), and its bytes on disk
+    (what a source read in chunks is cut by)."""
+    files, metas = _episode_files(data, fmt, n_episodes, meta_path)
+    return files, metas, np.array([sum(part.stat().st_size for part in parts) for parts in files], dtype=np.int64)
+
+
+def read_episodes(
+    data: Path,
+    fmt: str,
+    files: list[list[Path]],
+    metas: list[Path | None],
+    first: int,
+    obs_space: gym.Space,
+    act_space: gym.Space,
+    jpeg: bool,
+) -> Raw:
+    """The episodes numbered from `first` whose part files and metadata are `files`, `metas`."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    files, metas = _episode_files(data, fmt, n_episodes, meta_path)
+    n_episodes = len(files)
     flat = [part for parts in files for part in parts]
     # Files decode in parallel: pyarrow releases the GIL (parquet decoding dominates).
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -125,7 +147,7 @@ def read(data: Path, fmt: str, n_episodes: int, meta_path: Path, obs_space: gym.
     owner = np.repeat(np.arange(n_episodes), [len(parts) for parts in files])
     rows = np.bincount(owner, weights=[t.num_rows for t in tables], minlength=n_episodes).astype(np.int64)
     ids, steps, seeds = _episode_metadata(metas)
-    check_episode_metadata(lambda i: data / str(i) / METADATA, ids, steps, rows - 1)
+    check_episode_metadata(lambda i: data / str(i) / METADATA, ids, steps, rows - 1, first=first)
     try:
         table = pa.concat_tables(tables)
     except pa.ArrowInvalid as exc:

@@ -160,17 +160,22 @@ def check_episode_ids(subject: Path, declared: int, found: np.ndarray, what: str
     raise DataError(f"total_episodes is {declared} but the data holds {len(ids)} episodes ({detail})", subject=subject)
 
 
-def check_episode_metadata(subject: Callable[[int], Path], ids: np.ndarray, steps: np.ndarray, lengths: np.ndarray) -> None:
+def check_episode_metadata(
+    subject: Callable[[int], Path], ids: np.ndarray, steps: np.ndarray, lengths: np.ndarray, *, first: int = 0
+) -> None:
     """Each episode's own metadata (`id`, `total_steps`; -1 where absent) against its position
-    and its data, all episodes at once; `subject(i)` names where episode i's metadata lives."""
-    bad = np.flatnonzero((ids >= 0) & (ids != np.arange(len(lengths))))
+    and its data, all episodes (from episode `first` on) at once; `subject(i)` names where
+    episode i's metadata lives."""
+    bad = np.flatnonzero((ids >= 0) & (ids != np.arange(first, first + len(lengths))))
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"id is {int(ids[i])} but this is episode {i}", subject=subject(i))
+        raise DataError(f"id is {int(ids[i])} but this is episode {first + i}", subject=subject(first + i))
     bad = np.flatnonzero((steps >= 0) & (steps != lengths))
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"total_steps is {int(steps[i])} but episode {i}'s data holds {int(lengths[i])} steps", subject=subject(i))
+        raise DataError(
+            f"total_steps is {int(steps[i])} but episode {first + i}'s data holds {int(lengths[i])} steps", subject=subject(first + i)
+        )
 
 
 # --------------------------------------------------------------------------- spaces

@@ -9,13 +9,15 @@ Space deserialisation is minari's own (`minari.serialization`), so spaces round-
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ildata.episode import DataError, EpisodeBatch
-from ildata.formats import SourceRead
+from ildata.formats import SourceChunks, SourceRead, chunk_ranges
 from ildata.formats.minari import arrow_backend, hdf5_backend
 from ildata.formats.minari.metadata import (
     BACKENDS,
@@ -28,12 +30,26 @@ from ildata.formats.minari.metadata import (
     leaves,
     load_json,
 )
-from ildata.formats.minari.rows import to_batch
+from ildata.formats.minari.rows import Raw, to_batch
 from ildata.fsutil import inside
 
 
-def read(path: Path) -> SourceRead:
-    """Read every episode of a Minari dataset, whatever its backend."""
+@dataclass
+class _Opened:
+    """A Minari dataset's metadata, checked, before any data is read."""
+
+    data: Path
+    meta: dict[str, Any]
+    meta_path: Path
+    fmt: str
+    obs_space: Any
+    act_space: Any
+    jpeg: bool
+    n_episodes: int
+    total_steps: int | None
+
+
+def _open(path: Path) -> _Opened:
     data = data_dir(path)
     if data is None:
         raise DataError("not a Minari dataset (no data/metadata.json)")
@@ -52,28 +68,78 @@ def read(path: Path) -> SourceRead:
     n_episodes = declared_int(meta, "total_episodes", meta_path, minimum=1)
     if n_episodes is None:
         raise DataError("has no total_episodes", subject=meta_path)
-    if fmt == "hdf5":
-        raw = hdf5_backend.read(data, n_episodes, meta_path, obs_space, act_space, jpeg)
-    else:
-        raw = arrow_backend.read(data, fmt, n_episodes, meta_path, obs_space, act_space, jpeg)
     total_steps = declared_int(meta, "total_steps", meta_path)
-    if total_steps is not None:
-        check_equal(meta_path, "total_steps", total_steps, int(raw.lengths.sum()), "the episodes hold")
+    return _Opened(data, meta, meta_path, fmt, obs_space, act_space, jpeg, n_episodes, total_steps)
+
+
+def _batch(source: _Opened, raw: Raw, first: int, notes: list[str]) -> EpisodeBatch:
+    """Episodes `first`... as read by a backend -> an EpisodeBatch, the reader's extras applied;
+    notes not yet in `notes` are added."""
     try:
-        batch, notes = to_batch(raw)
+        batch, new_notes = to_batch(raw)
     except DataError as exc:
-        raise DataError(str(exc), subject=exc.subject or data) from None
-    _apply_ildata_extras(batch, meta.get("ildata"), meta_path)
-    if jpeg and any(is_image(s) for _, _, s in leaves(obs_space)):
+        raise DataError(str(exc), subject=exc.subject or source.data) from None
+    _apply_ildata_extras(batch, source.meta.get("ildata"), source.meta_path, first=first, total=source.n_episodes)
+    notes.extend(note for note in new_notes if note not in notes)
+    return batch
+
+
+def _finish_notes(source: _Opened, notes: list[str]) -> None:
+    if source.jpeg and any(is_image(s) for _, _, s in leaves(source.obs_space)):
         notes.append("images were JPEG-encoded by minari (lossy): imported as decoded")
-    return SourceRead(
-        batch=batch,
-        format=f"minari-{fmt}",
-        observation_space=obs_space,
-        action_space=act_space,
-        env_id=_env_id(meta, notes),
+
+
+def _source_meta(source: _Opened, notes: list[str]) -> dict[str, Any]:
+    return dict(
+        format=f"minari-{source.fmt}",
+        observation_space=source.obs_space,
+        action_space=source.act_space,
+        env_id=_env_id(source.meta, notes),
         notes=notes,
     )
+
+
+def read(path: Path) -> SourceRead:
+    """Read every episode of a Minari dataset, whatever its backend."""
+    source = _open(path)
+    if source.fmt == "hdf5":
+        raw = hdf5_backend.read(source.data, source.n_episodes, source.meta_path, source.obs_space, source.act_space, source.jpeg)
+    else:
+        raw = arrow_backend.read(
+            source.data, source.fmt, source.n_episodes, source.meta_path, source.obs_space, source.act_space, source.jpeg
+        )
+    if source.total_steps is not None:
+        check_equal(source.meta_path, "total_steps", source.total_steps, int(raw.lengths.sum()), "the episodes hold")
+    notes: list[str] = []
+    batch = _batch(source, raw, 0, notes)
+    _finish_notes(source, notes)
+    return SourceRead(batch=batch, **_source_meta(source, notes))
+
+
+def read_chunks(path: Path) -> SourceChunks:
+    """A Minari dataset piece by piece: the arrow and parquet backends (a folder per episode) a
+    group of episodes of about CHUNK_BYTES on disk at a time; hdf5 whole, as one chunk."""
+    source = _open(path)
+    if source.fmt == "hdf5":
+        whole = read(path)
+        return SourceChunks.of(whole, whole.batch)
+    files, metas, sizes = arrow_backend.episode_files(source.data, source.fmt, source.n_episodes, source.meta_path)
+    notes: list[str] = []
+    meta = _source_meta(source, notes)  # notes: filled as the chunks are read
+
+    def chunks() -> Iterator[EpisodeBatch]:
+        steps = 0
+        for start, stop in chunk_ranges(sizes, 1.0):
+            raw = arrow_backend.read_episodes(
+                source.data, source.fmt, files[start:stop], metas[start:stop], start, source.obs_space, source.act_space, source.jpeg
+            )
+            steps += int(raw.lengths.sum())
+            yield _batch(source, raw, start, notes)
+        if source.total_steps is not None:
+            check_equal(source.meta_path, "total_steps", source.total_steps, steps, "the episodes hold")
+        _finish_notes(source, notes)
+
+    return SourceChunks(chunks=chunks(), total_transitions=source.total_steps, **meta)
 
 
 def _env_id(meta: dict[str, Any], notes: list[str]) -> str | None:
@@ -88,9 +154,10 @@ def _env_id(meta: dict[str, Any], notes: list[str]) -> str | None:
     return env_id if isinstance(env_id, str) else None
 
 
-def _apply_ildata_extras(batch: EpisodeBatch, extra: Any, meta_path: Path) -> None:
+def _apply_ildata_extras(batch: EpisodeBatch, extra: Any, meta_path: Path, *, first: int = 0, total: int | None = None) -> None:
     """Undo what `write` had to invent for minari (zero rewards, terminations it could not
-    tell from time-limit truncations), as recorded under the `ildata` metadata key."""
+    tell from time-limit truncations), as recorded under the `ildata` metadata key. `batch`
+    holds episodes `first`... of `total`."""
     if not isinstance(extra, dict):
         return
     if extra.get("rewards") is False:
@@ -101,6 +168,7 @@ def _apply_ildata_extras(batch: EpisodeBatch, extra: Any, meta_path: Path) -> No
             index = np.asarray(unknown, dtype=np.int64)
         except (TypeError, ValueError, OverflowError):
             raise DataError("ildata.termination_unknown_episodes is not a list of episode numbers", subject=meta_path) from None
-        if index.ndim != 1 or index.min() < 0 or index.max() >= batch.num_episodes:
+        if index.ndim != 1 or index.min() < 0 or index.max() >= (batch.num_episodes if total is None else total):
             raise DataError("ildata.termination_unknown_episodes out of range", subject=meta_path)
-        batch.termination_known[index] = False
+        mine = index[(index >= first) & (index < first + batch.num_episodes)] - first
+        batch.termination_known[mine] = False
