@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import make_episodes
+from support import make_episodes, run_cli
 
 import ildata
 from ildata import formats
@@ -238,3 +238,16 @@ def test_convert_minari_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert streamed.stats() == whole.stats()
     assert streamed.info["provenance"].get("notes") == whole.info["provenance"].get("notes")
     assert not streamed.episode_column("termination_known").all()
+
+
+def test_cli_shard_size(tmp_path: Path) -> None:
+    src = write_dataset(_batch(LENGTHS), tmp_path / "src")
+    result = run_cli("convert", str(src), str(tmp_path / "out"), "--shard-mb", "0.0004", "--quiet")
+    assert result.returncode == 0, result.stderr
+    ds = ildata.load(tmp_path / "out", verify=True)
+    assert len(ds.meta.data_files) > 3
+    assert ds.fingerprint != ildata.load(src).fingerprint  # other shards: other files
+    assert ds.stats()["features"]["obs"]["mean"] == pytest.approx(ildata.load(src).stats()["features"]["obs"]["mean"])
+    refused = run_cli("convert", str(src), str(tmp_path / "zero"), "--shard-mb", "0")
+    assert refused.returncode == 2 and "--shard-mb must be positive" in refused.stderr
+    assert not (tmp_path / "zero").exists()

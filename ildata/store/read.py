@@ -540,7 +540,8 @@ class TrajectoryDataset:
                     arrays["rews"] = tr.rews
                 for name, array in arrays.items():
                     accumulators.setdefault(name, FeatureStats(self.num_transitions, array.shape[1:])).add(array)
-            out["features"] = {name: accumulator.result() for name, accumulator in accumulators.items()}
+            empty = {name: {"count": 0} for name in self.meta.features if name != INFOS}  # an empty subset
+            out["features"] = {name: accumulator.result() for name, accumulator in accumulators.items()} or empty
         return out
 
     # ---- checks
