@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,9 @@ from ildata.stats import feature_stats, rollout_stats
 # Beyond this many distinct values an integer action space is not shown as a histogram.
 MAX_HISTOGRAM_BINS = 64
 
+# Per-step arrays of a run of transitions: observations by feature name, actions, rewards.
+Chunk = tuple[dict[str, np.ndarray], np.ndarray, "np.ndarray | None"]
+
 
 @dataclass
 class ReportInput:
@@ -31,9 +34,9 @@ class ReportInput:
 
     path: Path
     format: str
-    obs: dict[str, np.ndarray]  # per-step observations by feature name ("obs", "obs.key")
-    acts: np.ndarray
-    rews: np.ndarray | None
+    # The per-step arrays (observations by feature name "obs", "obs.key"; actions; rewards), one
+    # store shard at a time: a store larger than memory is reported with one shard resident.
+    chunks: Callable[[], Iterator[Chunk]]
     lengths: np.ndarray  # per episode, as are the next four
     returns: np.ndarray | None
     terminated: np.ndarray
@@ -48,6 +51,19 @@ class ReportInput:
     fingerprint: str | None = None
     provenance: dict[str, Any] | None = None
     collection: dict[str, Any] | None = None
+
+    def first_chunk(self) -> Chunk:
+        return next(self.chunks())
+
+    @property
+    def obs(self) -> dict[str, np.ndarray]:
+        """Every step's observations (concatenated: for plots, which need all values)."""
+        parts = [obs for obs, _, _ in self.chunks()]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    @property
+    def acts(self) -> np.ndarray:
+        return np.concatenate([acts for _, acts, _ in self.chunks()])
 
 
 def _disk_bytes(path: Path) -> int:
@@ -86,15 +102,23 @@ def _from_store(path: str | Path, env_id: str | None) -> ReportInput:
     from ildata.store import load
 
     ds = load(path)
+
+    def chunks() -> Iterator[Chunk]:
+        try:
+            parts = ds.transition_chunks() if ds.num_transitions else iter([ds.transitions()])
+            for tr in parts:
+                yield _obs_features(tr.obs), tr.acts, tr.rews
+        except DataError:
+            raise
+        except Exception as exc:  # anything load's checks let through must still be one line
+            raise DataError(f"damaged store ({type(exc).__name__}: {exc})") from None
+
     try:
-        tr = ds.transitions()
         stats = ds.stats()
         data = ReportInput(
             path=ds.path,
             format=f"ildata v{ds.info['format_version']} (from {ds.info['provenance'].get('source_format')})",
-            obs=_obs_features(tr.obs),
-            acts=tr.acts,
-            rews=tr.rews,
+            chunks=chunks,
             lengths=ds.lengths,
             returns=ds.returns,
             terminated=ds.episode_column("terminated"),
@@ -117,7 +141,8 @@ def _from_store(path: str | Path, env_id: str | None) -> ReportInput:
     if env_id is not None:
         from ildata.conversion import check_env_fits
 
-        check_env_fits(env_id, tr.obs, tr.acts, recorded=(ds.observation_space, ds.action_space))
+        for tr in ds.transition_chunks():
+            check_env_fits(env_id, tr.obs, tr.acts, recorded=(ds.observation_space, ds.action_space))
         data.env_id = env_id
     return data
 
@@ -130,12 +155,11 @@ def _from_source(path: str | Path, env_id: str | None) -> ReportInput:
     source, path = read(path, env_id=env_id)
     batch = source.batch
     lengths = batch.lengths
+    chunk: Chunk = ({k: split_obs(v, lengths)[0] for k, v in _obs_features(batch.obs).items()}, batch.acts, batch.rews)
     return ReportInput(
         path=path,
         format=source.format,
-        obs={k: split_obs(v, lengths)[0] for k, v in _obs_features(batch.obs).items()},
-        acts=batch.acts,
-        rews=batch.rews,
+        chunks=lambda: iter([chunk]),
         lengths=lengths,
         returns=batch.returns(),
         terminated=batch.terminated,
@@ -165,13 +189,18 @@ def _termination(data: ReportInput) -> dict[str, int]:
     return {name: int(np.count_nonzero(mask)) for name, mask in counts.items()}
 
 
-def _action_histogram(acts: np.ndarray) -> dict[str, int] | None:
-    if acts.ndim != 1 or not np.issubdtype(acts.dtype, np.integer):
-        return None
-    values, counts = np.unique(acts, return_counts=True)
-    if len(values) > MAX_HISTOGRAM_BINS:
-        return None
-    return {str(a): int(c) for a, c in zip(values.tolist(), counts.tolist())}
+def _action_histogram(data: ReportInput) -> dict[str, int] | None:
+    """Counts of each integer action, summed shard by shard; None for other actions or too many values."""
+    total: dict[int, int] = {}
+    for _, acts, _ in data.chunks():
+        if acts.ndim != 1 or not np.issubdtype(acts.dtype, np.integer):
+            return None
+        values, counts = np.unique(acts, return_counts=True)
+        for a, c in zip(values.tolist(), counts.tolist()):
+            total[a] = total.get(a, 0) + c
+        if len(total) > MAX_HISTOGRAM_BINS:
+            return None
+    return {str(a): total[a] for a in sorted(total)}
 
 
 def space_repr(space: Mapping[str, Any]) -> str:
@@ -299,21 +328,27 @@ def _non_finite(values: np.ndarray) -> int:
     return int(np.count_nonzero(~np.isfinite(rows).all(axis=1)))
 
 
+def _arrays(chunk: Chunk) -> dict[str, np.ndarray]:
+    obs, acts, rews = chunk
+    return dict(obs) | {"acts": acts} | ({"rews": rews} if rews is not None else {})
+
+
 def _problems(data: ReportInput) -> list[str]:
-    problems = []
-    arrays = dict(data.obs) | {"acts": data.acts} | ({"rews": data.rews} if data.rews is not None else {})
-    for name, values in arrays.items():
-        bad = _non_finite(values)
-        if bad:
-            problems.append(f"{name}: {bad} steps contain NaN or Inf")
-    if not data.spaces_inferred:
-        bad = _out_of_space(data.acts, data.action_space)
-        if bad:
-            problems.append(f"acts: {bad} steps outside the action space {space_repr(data.action_space)}")
-        if set(data.obs) == {"obs"}:
-            bad = _out_of_space(data.obs["obs"], data.observation_space)
-            if bad:
-                problems.append(f"obs: {bad} steps outside the observation space")
+    non_finite: dict[str, int] = {}
+    bad_acts = bad_obs = 0
+    for chunk in data.chunks():
+        for name, values in _arrays(chunk).items():
+            non_finite[name] = non_finite.get(name, 0) + _non_finite(values)
+        if not data.spaces_inferred:
+            obs, acts, _ = chunk
+            bad_acts += _out_of_space(acts, data.action_space)
+            if set(obs) == {"obs"}:
+                bad_obs += _out_of_space(obs["obs"], data.observation_space)
+    problems = [f"{name}: {bad} steps contain NaN or Inf" for name, bad in non_finite.items() if bad]
+    if bad_acts:
+        problems.append(f"acts: {bad_acts} steps outside the action space {space_repr(data.action_space)}")
+    if bad_obs:
+        problems.append(f"obs: {bad_obs} steps outside the observation space")
     empty = int(np.count_nonzero(data.lengths < 1))
     if empty:
         problems.append(f"{empty} episodes have no actions")
@@ -344,15 +379,12 @@ def report(path: str | Path, *, env_id: str | None = None) -> dict[str, Any]:
 
 def report_from(data: ReportInput, shown: str) -> dict[str, Any]:
     """`report` of arrays already read (`read_input`), named `shown`."""
-    features = {name: {"dtype": str(v.dtype), "shape": list(v.shape[1:])} for name, v in data.obs.items()}
-    features["acts"] = {"dtype": str(data.acts.dtype), "shape": list(data.acts.shape[1:])}
-    if data.rews is not None:
-        features["rews"] = {"dtype": str(data.rews.dtype), "shape": list(data.rews.shape[1:])}
+    first = _arrays(data.first_chunk())
+    features = {name: {"dtype": str(v.dtype), "shape": list(v.shape[1:])} for name, v in first.items()}
     if data.feature_stats is not None:
         per_feature = data.feature_stats
-    else:
-        arrays = dict(data.obs) | {"acts": data.acts} | ({"rews": data.rews} if data.rews is not None else {})
-        per_feature = {name: feature_stats(values) for name, values in arrays.items()}
+    else:  # a source: read whole, one chunk
+        per_feature = {name: feature_stats(values) for name, values in first.items()}
     return {
         "path": shown,
         "format": data.format,
@@ -361,7 +393,7 @@ def report_from(data: ReportInput, shown: str) -> dict[str, Any]:
         "provenance": data.provenance,
         "collection": data.collection,
         "episodes": len(data.lengths),
-        "transitions": int(data.acts.shape[0]),
+        "transitions": int(data.lengths.sum()),
         "observation_space": space_object(data.observation_space),
         "action_space": space_object(data.action_space),
         "spaces_inferred": data.spaces_inferred,
@@ -369,7 +401,7 @@ def report_from(data: ReportInput, shown: str) -> dict[str, Any]:
         "disk_bytes": data.disk_bytes,
         "rollout_stats": rollout_stats(data.lengths, data.returns),
         "feature_stats": per_feature,
-        "action_histogram": _action_histogram(data.acts),
+        "action_histogram": _action_histogram(data),
         "termination": _termination(data),
         "horizon": verdict(data.lengths).to_dict(),
         "problems": _problems(data),
