@@ -53,7 +53,7 @@ REWARD_DIR = "reward_net"
 POLICY_DIR = "policy"
 
 
-def _default_learner() -> dict[str, Any]:
+def default_learner() -> dict[str, Any]:
     # Tuned on seals/CartPole-v0 (benchmarks/RESULTS-adversarial.md; ONLINE-NOTES' PPO settings).
     return {"algo": "ppo", "rollout_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 5e-4, "gamma": 0.97, "ent_coef": 0.0}
 
@@ -89,7 +89,7 @@ class AdversarialConfig:
     # Train a fresh learner on the saved reward of this run folder (a gail/airl run), no adversary.
     reward_from: str | None = field(default=None, metadata={"path": True})
     # `{algo: ppo | trpo | sac, ...}` in SB3's words (`rollout_steps` for n_steps), see algos.online.learners
-    learner: dict[str, Any] = field(default_factory=_default_learner)
+    learner: dict[str, Any] = field(default_factory=default_learner)
 
     def __post_init__(self) -> None:
         from algos.online.learners import learner_config

@@ -308,7 +308,7 @@ GAIL_CARTPOLE: dict[str, Any] = {"total_timesteps": 200_000, "gradient_penalty":
 # below are reproducible on this machine (1 torch thread), and each bar holds on every seed measured.
 GAIL_BAR = 0.9
 GAIL_SEEDS = (0, 1, 2)
-AIRL_BAR, AIRL_SEEDS = 0.2, (0, 1, 2)  # issue 9 asks 0.5: not met, see the test's docstring
+AIRL_BAR, AIRL_SEEDS = 0.5, (0, 1, 2)
 
 
 @pytest.mark.slow
@@ -330,12 +330,12 @@ def test_gail_reaches_the_expert_on_seals_cartpole(expert, seed) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", AIRL_SEEDS)
 def test_airl_beats_random_on_seals_cartpole(expert, seed) -> None:
-    """Issue 9 §3 asks >= 0.5 and significantly above random within 100,000 env steps.
+    """Issue 9 §3: >= 0.5 and significantly above random (one-sided Mann-Whitney, 10 learned vs 20
+    random returns, p < 0.01) within 100,000 env steps, BC warm start off.
 
-    NOT met: with the recipe's settings (config defaults, BC warm start off) the measured scores
-    are seed 0 0.483, seed 1 0.278, seed 2 0.230 (benchmarks/RESULTS-adversarial.md), so the bar
-    asserted is the strongest that holds on all three, 0.2, plus the significance test (one-sided
-    Mann-Whitney, 10 learned vs 20 random returns, p < 0.01)."""
+    Measured with the config defaults (= recipes/airl-cartpole.yaml: PPO lr 1e-3, running input
+    normaliser, 16 disc updates, policy reward f): seed 0 1.000, seed 1 0.607, seed 2 1.000
+    (benchmarks/RESULTS-adversarial.md; 0.48/0.28/0.23 with PPO lr 5e-4)."""
     from scipy import stats
 
     algo = make(AIRL, expert, seed=seed, total_timesteps=100_000)
