@@ -1,9 +1,10 @@
-"""Sweeps: a recipe x a grid of overrides x seeds, each combination one ordinary run folder, run
-as Ray tasks (`ildata sweep`, `benchmarks/online.py`).
+"""Sweeps: a recipe x a grid of overrides (or configurations a Ray Tune search samples) x seeds,
+each combination one ordinary run folder, run as Ray tasks (`ildata sweep`, `benchmarks/online.py`).
 
     SWEEP_DIR/
-      sweep.json               the recipe (path and content hash), --set, grid and seeds: a rerun
-                               with other arguments is refused, the same command resumes
+      sweep.json               the recipe (path and content hash), --set, grid (or the search and the
+                               configurations it sampled) and seeds: a rerun with other arguments is
+                               refused, the same command resumes
       <config>/seed-<n>/       the run folder `ildata train --out` writes (`default` without a grid)
       summary.json, summary.md per configuration: normalised score (mean, IQM, 95% bootstrap CI of
                                the IQM over seeds), env steps, wall time
@@ -16,7 +17,10 @@ pinned in `prepare`), so a run in a sweep writes the same metrics as the same re
 Resuming: a run folder that exists is finished (train renames it into place only at the end) and
 is skipped; `RUN.partial/` with a checkpoint is resumed (BC, DAgger), anything else unfinished
 restarts from scratch. A failing run is reported with a one-line error and the others go on.
-Ray is imported only inside the functions that run tasks.
+A search (`Search`) only decides which configurations run: Tune's random search (the sampling of
+its BasicVariantGenerator, seeded) draws them once, sweep.json keeps them, and from there they are
+run and summarised exactly like a grid's; the summary marks the configuration with the best mean
+over seeds of the search's metric. Ray is imported only inside the functions that sample or run.
 """
 
 from __future__ import annotations
@@ -52,6 +56,23 @@ CURVE_METRICS = (
     "loss",
 )
 BOOTSTRAP_RESAMPLES = 50_000  # rliable's default number of bootstrap repetitions
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+Assignment = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Search:
+    """A random search: per recipe key a distribution (`loguniform:1e-4:1e-2`), how many
+    configurations to sample (with which seed), and the objective the summary ranks them by."""
+
+    space: dict[str, str]
+    samples: int
+    seed: int = 0
+    metric: str = "normalized_score"
+    mode: Literal["max", "min"] = "max"
+
+    def record(self) -> dict[str, Any]:
+        return {"space": dict(self.space), "samples": self.samples, "seed": self.seed, "metric": self.metric, "mode": self.mode}
 
 
 @dataclass(frozen=True)
@@ -76,16 +97,22 @@ class Sweep:
     overrides: list[str]
     out: Path
     runs: list[RunSpec] = field(default_factory=list)
+    search: Search | None = None
+    configurations: list[Assignment] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
-        """What sweep.json holds: the arguments a rerun must repeat."""
-        return {
+        """What sweep.json holds: the arguments a rerun must repeat (and a search's samples)."""
+        record = {
             "recipe": str(self.recipe),
             "recipe_sha256": hashlib.sha256(self.recipe.read_bytes()).hexdigest(),
             "set": list(self.overrides),
             "grid": {k: list(v) for k, v in self.grid.items()},
             "seeds": list(self.seeds),
         }
+        if self.search is not None:
+            record["search"] = self.search.record()
+            record["configurations"] = [dict(a) for a in self.configurations]
+        return record
 
     def labels(self) -> list[str]:
         return list(dict.fromkeys(spec.label for spec in self.runs))
@@ -155,6 +182,89 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
     return grid
 
 
+def parse_search(items: Sequence[str]) -> dict[str, str]:
+    """`--search KEY=DIST:ARGS ...` -> {key: spec}, each spec checked (`parse_distribution`)."""
+    space: dict[str, str] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key or not text:
+            raise DataError(f"--search {item}: expected KEY=DISTRIBUTION:ARGS, e.g. config.learning_rate=loguniform:1e-4:1e-2")
+        if key == "seed":
+            raise DataError("--search seed: seeds are given with --seeds")
+        if key in space:
+            raise DataError(f"--search {key}: given twice")
+        try:
+            parse_distribution(text)
+        except ValueError as exc:
+            raise DataError(f"--search {item}: {exc}") from None
+        space[key] = text
+    return space
+
+
+def parse_distribution(text: str) -> tuple[str, list[Any]]:
+    """`uniform:LOW:HIGH`, `loguniform:LOW:HIGH` (floats), `randint:LOW:HIGH` (ints, HIGH
+    excluded, like Tune's), `choice:V1,V2,...` (value texts, parsed as YAML like --grid's).
+
+    ValueError says what is wrong; the arguments are what Tune's `tune.<kind>` takes.
+    """
+    kind, _, rest = text.partition(":")
+    if kind not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution {kind!r} (one of {', '.join(DISTRIBUTIONS)})")
+    if kind == "choice":
+        values = _split_values(rest)
+        if not rest.strip() or any(not v for v in values):
+            raise ValueError("choice needs values: choice:V1,V2,...")
+        if len(set(values)) != len(values):
+            raise ValueError("a choice value is repeated")
+        return kind, values
+    bounds = rest.split(":")
+    if len(bounds) != 2:
+        raise ValueError(f"expected {kind}:LOW:HIGH")
+    number = int if kind == "randint" else float
+    try:
+        low, high = (number(b) for b in bounds)
+    except ValueError:
+        raise ValueError(f"{kind} bounds must be {'integers' if number is int else 'numbers'}, got {rest!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"{kind} needs LOW < HIGH, got {low} and {high}")
+    if kind == "loguniform" and low <= 0:
+        raise ValueError(f"loguniform needs 0 < LOW, got {low}")
+    return kind, [low, high]
+
+
+def _value_text(value: Any, kind: str, args: Sequence[Any]) -> str:
+    """A sampled value as an override text: floats kept to 4 significant digits (readable folder
+    names) unless rounding would leave [LOW, HIGH]; ints and choice texts as they are."""
+    if kind in ("uniform", "loguniform"):
+        short = f"{float(value):.4g}"
+        return short if args[0] <= float(short) <= args[1] else repr(float(value))
+    return str(value)
+
+
+def sample_configurations(search: Search) -> list[Assignment]:
+    """`search.samples` configurations drawn by Ray Tune's random search (`generate_variants`, the
+    sampling behind its BasicVariantGenerator) from `tune.uniform` & co., with a fixed seed: the
+    same search gives the same configurations. Ray itself is not started."""
+    from ray import tune
+    from ray.tune.search.variant_generator import generate_variants
+
+    parsed = {key: parse_distribution(spec) for key, spec in search.space.items()}
+    space: dict[str, Any] = {}
+    for key, (kind, args) in parsed.items():
+        if kind == "choice":
+            space[key] = tune.choice(args)
+        else:
+            space[key] = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*args)
+    rng = np.random.default_rng(search.seed)
+    configurations: list[Assignment] = []
+    for _ in range(search.samples):
+        for _resolved, spec in generate_variants({"config": space}, random_state=rng):
+            sample = spec["config"]
+            configurations.append(tuple((key, _value_text(sample[key], kind, args)) for key, (kind, args) in parsed.items()))
+    return configurations
+
+
 def _label(assignment: Sequence[tuple[str, str]]) -> str:
     """A configuration's folder name: `learning_rate=1e-3,batch_size=64` (`default` without a grid)."""
     if not assignment:
@@ -167,29 +277,56 @@ def _label(assignment: Sequence[tuple[str, str]]) -> str:
 
 
 def plan_sweep(
-    recipe: str | Path, *, seeds: Sequence[int], grid: Mapping[str, Sequence[str]], overrides: Sequence[str], out: Path
+    recipe: str | Path,
+    *,
+    seeds: Sequence[int],
+    grid: Mapping[str, Sequence[str]],
+    overrides: Sequence[str],
+    out: Path,
+    search: Search | None = None,
 ) -> Sweep:
     """Check every combination's recipe (keys, types, dataset present) and list the runs.
 
-    Nothing is written and Ray is not started: a bad key or value is a DataError naming it.
+    With a search, its configurations are the ones SWEEP_DIR/sweep.json recorded for this very
+    search, or else freshly sampled (`sample_configurations`). Nothing is written and Ray is not
+    started: a bad key or value is a DataError naming it.
     """
     from algos.recipe import load_recipe
 
     recipe_path = Path(recipe).resolve()
     if not seeds:
         raise DataError("--seeds: no seeds")
+    if search is not None and grid:
+        raise DataError("--search and --grid together: a search samples every key it varies (fix the others with --set)")
+    if search is not None and search.samples < 1:
+        raise DataError(f"--samples: must be at least 1, got {search.samples}")
+    if search is not None and search.seed < 0:
+        raise DataError(f"--search-seed: must be at least 0, got {search.seed}")
     base = load_recipe(recipe_path, list(overrides))
     _check_dataset(base.dataset_path())
-    sweep = Sweep(recipe_path, list(seeds), {k: list(v) for k, v in grid.items()}, list(overrides), Path(out).resolve())
-    keys = list(grid)
+    sweep = Sweep(recipe_path, list(seeds), {k: list(v) for k, v in grid.items()}, list(overrides), Path(out).resolve(), search=search)
+    flag = "--grid"
+    if search is None:
+        keys = list(grid)
+        configurations: list[Assignment] = [tuple(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    else:
+        flag = "--search"
+        for key, spec in search.space.items():  # every key and choice value, sampled or not
+            kind, args = parse_distribution(spec)
+            for value in args if kind == "choice" else args[:1]:
+                try:
+                    load_recipe(recipe_path, [*overrides, f"{key}={value}"])
+                except DataError as exc:
+                    raise DataError(f"--search {key}={spec}: {exc}") from None
+        configurations = _recorded_configurations(sweep.out, search) or sample_configurations(search)
+    sweep.configurations = configurations
     labels: set[str] = set()
-    for values in itertools.product(*(grid[k] for k in keys)):
-        assignment = tuple(zip(keys, values))
+    for assignment in configurations:
         sets = [f"{k}={v}" for k, v in assignment]
         try:
             parsed = load_recipe(recipe_path, [*overrides, *sets])
         except DataError as exc:
-            raise DataError(f"--grid {', '.join(sets)}: {exc}") from None
+            raise DataError(f"{flag} {', '.join(sets)}: {exc}") from None
         _check_dataset(parsed.dataset_path())
         label = _label(assignment)
         if label in labels:
@@ -199,6 +336,23 @@ def plan_sweep(
             run_dir = sweep.out / label / f"seed-{seed}"
             sweep.runs.append(RunSpec(recipe_path, label, assignment, seed, (*overrides, *sets, f"seed={seed}"), run_dir))
     return sweep
+
+
+def _recorded_configurations(out: Path, search: Search) -> list[Assignment]:
+    """The configurations sweep.json recorded for this same search ([] if none): a rerun runs
+    what the first invocation sampled, whatever a later Ray's sampling would give."""
+    try:
+        before = json.loads((out / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(before, dict) or before.get("search") != search.record():
+        return []
+    recorded = before.get("configurations")
+    if not isinstance(recorded, list) or not all(
+        isinstance(c, dict) and list(c) == list(search.space) and all(isinstance(v, str) for v in c.values()) for c in recorded
+    ):
+        return []
+    return [tuple(c.items()) for c in recorded]
 
 
 def _check_dataset(path: Path | None) -> None:
@@ -506,30 +660,71 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
                 "wall_s": _mean(walls),
             }
         )
-    return {"sweep": sweep.record(), "configs": configs}
+    summary: dict[str, Any] = {"sweep": sweep.record(), "configs": configs}
+    if sweep.search is not None:
+        summary["search"] = _rank(sweep, configs, sweep.search)
+    return summary
+
+
+def run_metric(run_dir: Path, metric: str) -> float | None:
+    """A finished run's value of `metric`: eval.json's number, else metrics.csv's last finite value."""
+    value = read_eval(run_dir).get(metric)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    column = read_metrics(run_dir).get(metric)
+    if column is None or not np.isfinite(column).any():
+        return None
+    return float(column[np.isfinite(column)][-1])
+
+
+def _rank(sweep: Sweep, configs: list[dict[str, Any]], search: Search) -> dict[str, Any]:
+    """Each configuration's objective (the mean over its finished seeds of the search's metric)
+    and the best one; a configuration without the metric is not ranked."""
+    for c in configs:
+        values = [run_metric(s.run_dir, search.metric) for s in sweep.runs if s.label == c["config"] and s.seed in c["seeds"]]
+        c["objective"] = _mean([v for v in values if v is not None])
+    ranked = [c for c in configs if c["objective"] is not None]
+    best = (max if search.mode == "max" else min)(ranked, key=lambda c: c["objective"]) if ranked else None
+    for c in configs:
+        c["best"] = c is best
+    return {
+        **search.record(),
+        "best": best["config"] if best else None,
+        "best_assignment": best["assignment"] if best else None,
+        "best_objective": best["objective"] if best else None,
+    }
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def summary_columns(summary: Mapping[str, Any]) -> list[str]:
+    """COLUMNS, and for a search ranked by another metric than the normalised score, its mean."""
+    search = summary.get("search")
+    if search and search["metric"] != "normalized_score":
+        return [*COLUMNS, f"{search['metric']} mean"]
+    return list(COLUMNS)
+
+
 def summary_rows(summary: Mapping[str, Any]) -> list[list[str]]:
-    """The table's cells: config, seeds, mean, IQM, 95% CI, env steps, wall s."""
+    """The table's cells: config (`(best)` after a search's best), seeds, mean, IQM, 95% CI, env
+    steps, wall s (and the search's metric, see `summary_columns`)."""
+    extra = len(summary_columns(summary)) > len(COLUMNS)
     rows = []
     for c in summary["configs"]:
         ci = c["score_ci95"]
         seeds = f"{len(c['seeds'])}/{len(c['seeds']) + len(c['unfinished_seeds'])}"
-        rows.append(
-            [
-                c["config"],
-                seeds,
-                _fmt(c["score_mean"]),
-                _fmt(c["score_iqm"]),
-                f"{ci[0]:.3f} - {ci[1]:.3f}" if ci else "-",
-                _fmt(c["env_steps"], ".0f"),
-                _fmt(c["wall_s"], ".1f"),
-            ]
-        )
+        row = [
+            c["config"] + (" (best)" if c.get("best") else ""),
+            seeds,
+            _fmt(c["score_mean"]),
+            _fmt(c["score_iqm"]),
+            f"{ci[0]:.3f} - {ci[1]:.3f}" if ci else "-",
+            _fmt(c["env_steps"], ".0f"),
+            _fmt(c["wall_s"], ".1f"),
+        ]
+        rows.append([*row, _fmt(c.get("objective"), ".4g")] if extra else row)
     return rows
 
 
@@ -538,22 +733,38 @@ COLUMNS = ["config", "seeds", "score mean", "score IQM", "IQM 95% CI", "env step
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     record = summary["sweep"]
+    search = summary.get("search")
+    columns = summary_columns(summary)
+    varied = (
+        f"search {record['search']['space']} ({record['search']['samples']} samples, seed {record['search']['seed']})"
+        if search
+        else f"grid {record['grid'] or '{}'}"
+    )
     lines = [
         f"# Sweep of {record['recipe']}",
         "",
-        f"seeds {record['seeds']}, grid {record['grid'] or '{}'}, --set {record['set'] or '[]'}. "
+        f"seeds {record['seeds']}, {varied}, --set {record['set'] or '[]'}. "
         "Normalised score (0 random, 1 expert) over seeds: mean, interquartile mean and the 95% "
         "percentile-bootstrap interval of the IQM (rliable's method); env steps and wall time (train "
         "seconds) are means over seeds.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
     ]
+    if search:
+        lines += [search_line(search), ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
     failed = summary.get("failed_runs") or []
     if failed:
         lines += ["", "Failed runs:", ""] + [f"- {f['config']} seed {f['seed']}: {f['error']}" for f in failed]
     return "\n".join(lines) + "\n"
+
+
+def search_line(search: Mapping[str, Any]) -> str:
+    """`best (highest mean normalized_score over seeds): <config> = 0.912`."""
+    how = f"{'highest' if search['mode'] == 'max' else 'lowest'} mean {search['metric']} over seeds"
+    if search["best"] is None:
+        return f"best ({how}): none (no finished run reports {search['metric']})"
+    return f"best ({how}): {search['best']} = {search['best_objective']:.4g}"
 
 
 def write_summary(sweep: Sweep, summary: Mapping[str, Any]) -> None:
@@ -584,7 +795,7 @@ def plot_scores(summary: Mapping[str, Any], path: Path) -> None:
             err = [[c["score_iqm"] - ci[0]], [ci[1] - c["score_iqm"]]]
             ax.errorbar([c["score_iqm"]], [y], xerr=err, fmt="o", color="C0", capsize=4, label="IQM, 95% CI" if y == 0 else None)
             ax.scatter([c["score_mean"]], [y], marker="x", color="C1", label="mean" if y == 0 else None)
-    ax.set_yticks(range(len(configs)), [c["config"] for c in configs], fontsize=8)
+    ax.set_yticks(range(len(configs)), [c["config"] + (" (best)" if c.get("best") else "") for c in configs], fontsize=8)
     ax.set_xlabel("normalised score (0 random, 1 expert)")
     ax.invert_yaxis()
     if configs:
