@@ -1,5 +1,5 @@
 """`ildata sweep`: a small BC sweep on a local Ray (2 CPUs, one node, nothing off the machine), resume, failures, equality
-with a run alone, the summary's numbers, and bad input refused before Ray starts."""
+with a run alone, the summary's numbers, a Ray Tune search, and bad input refused before Ray starts."""
 
 from __future__ import annotations
 
@@ -166,6 +166,18 @@ def test_interrupted_resumable_run_resumes_from_its_checkpoint(ray_local: None, 
         (["--seeds", "0,0"], "a seed is repeated"),
         (["--set", "config.nope=1"], "config.nope: unknown key"),
         (["--cpus", "0"], "--cpus: must be at least 1"),
+        (["--search", "config.learning_rate=loguniform:0:1"], "--search config.learning_rate=loguniform:0:1: loguniform needs 0 < LOW"),
+        (["--search", "config.learning_rate=normal:0:1"], "unknown distribution 'normal' (one of uniform, loguniform, randint, choice)"),
+        (["--search", "config.learning_rate=uniform:1"], "expected uniform:LOW:HIGH"),
+        (["--search", "config.batch_size=randint:64:32"], "randint needs LOW < HIGH, got 64 and 32"),
+        (["--search", "config.batch_size=randint:1.5:3"], "randint bounds must be integers"),
+        (["--search", "config.batch_size=choice:32,32"], "a choice value is repeated"),
+        (["--search", "config.batch_size"], "--search config.batch_size: expected KEY=DISTRIBUTION:ARGS"),
+        (["--search", "config.batch_size=choice:32,abc"], "--search config.batch_size=choice:32,abc: config.batch_size: expected int"),
+        (["--search", "config.nope=uniform:0:1"], "config.nope: unknown key"),
+        (["--search", "config.batch_size=choice:32", "--grid", "env=CartPole-v1"], "--search and --grid together"),
+        (["--search", "config.batch_size=choice:32", "--samples", "0"], "--samples: must be at least 1"),
+        (["--samples", "3"], "--samples: only applies to a search (--search)"),
     ],
 )
 def test_bad_input_is_one_line_before_anything_runs(
@@ -190,3 +202,83 @@ def test_rerun_with_other_arguments_is_refused(tmp_path: Path, capsys: pytest.Ca
     assert sorted(p.name for p in out.iterdir()) == ["sweep.json"]
     missing = main(["sweep", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "x")])
     assert missing == 2 and "no such recipe file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------- search
+SPACE = {"config.learning_rate": "loguniform:1e-4:1e-2", "config.batch_size": "choice:32,64"}
+
+
+@pytest.fixture(scope="module")
+def searched(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """Ray Tune samples 3 configurations (learning rate, batch size), each run for seed 0."""
+    out = tmp_path_factory.mktemp("search") / "bc"
+    space = [arg for key, spec in SPACE.items() for arg in ("--search", f"{key}={spec}")]
+    return out, main(["sweep", str(RECIPE), "--seeds", "0", *space, "--samples", "3", *SETS, "--out", str(out), "--json"])
+
+
+def test_search_samples_inside_the_ranges_and_marks_the_best(searched: tuple[Path, int]) -> None:
+    out, code = searched
+    assert code == 0
+    configurations = json.loads((out / "sweep.json").read_text())["configurations"]
+    assert len(configurations) == 3
+    for c in configurations:
+        assert list(c) == list(SPACE)
+        assert 1e-4 <= float(c["config.learning_rate"]) <= 1e-2 and c["config.batch_size"] in ("32", "64")
+    assert len({tuple(c.values()) for c in configurations}) == 3
+    summary = json.loads((out / "summary.json").read_text())
+    scores = {}
+    for c in summary["configs"]:
+        assert c["assignment"] in configurations and c["seeds"] == [0]
+        report = json.loads((out / c["config"] / "seed-0" / "eval.json").read_text())
+        scores[c["config"]] = report["normalized_score"]
+        assert c["objective"] == pytest.approx(report["normalized_score"])
+    best = max(scores, key=lambda label: scores[label])
+    assert summary["search"]["best"] == best and summary["search"]["best_objective"] == pytest.approx(scores[best])
+    assert [c["config"] for c in summary["configs"] if c["best"]] == [best]
+    assert f"| {best} (best) |" in (out / "summary.md").read_text()
+
+
+def test_search_runs_use_the_sampled_values(searched: tuple[Path, int]) -> None:
+    import yaml
+
+    out, _ = searched
+    for c in json.loads((out / "summary.json").read_text())["configs"]:
+        config = yaml.safe_load((out / c["config"] / "seed-0" / "config.yaml").read_text())["config"]
+        assert config["learning_rate"] == pytest.approx(float(c["assignment"]["config.learning_rate"]))
+        assert config["batch_size"] == int(c["assignment"]["config.batch_size"])
+
+
+def test_search_is_reproducible_and_a_rerun_resumes_the_recorded_samples(
+    searched: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = searched
+    recorded = [tuple(c.items()) for c in json.loads((out / "sweep.json").read_text())["configurations"]]
+    search = sw.Search(SPACE, samples=3, seed=0)
+    again = sw.plan_sweep(RECIPE, seeds=[0], grid={}, overrides=TINY, out=tmp_path / "fresh", search=search)
+    assert again.configurations == recorded  # sampled anew, same seed: the same configurations
+    other = sw.plan_sweep(RECIPE, seeds=[0], grid={}, overrides=TINY, out=tmp_path / "other", search=sw.Search(SPACE, 3, seed=1))
+    assert other.configurations != recorded
+
+    def no_sampling(_: sw.Search) -> list[sw.Assignment]:
+        raise AssertionError("a rerun must take the configurations sweep.json recorded")
+
+    monkeypatch.setattr(sw, "sample_configurations", no_sampling)
+    space = [arg for key, spec in SPACE.items() for arg in ("--search", f"{key}={spec}")]
+    capsys.readouterr()
+    code = main(["sweep", str(RECIPE), "--seeds", "0", *space, "--samples", "3", *SETS, "--out", str(out)])
+    output = capsys.readouterr().out
+    assert code == 0 and "3 of 3 runs already finished: skipped" in output and "(best)" in output
+
+
+def test_search_metric_from_metrics_csv(searched: tuple[Path, int]) -> None:
+    """--metric loss --mode min: each run's last logged loss, the lowest mean wins."""
+    out, _ = searched
+    sweep = sw.plan_sweep(RECIPE, seeds=[0], grid={}, overrides=TINY, out=out, search=sw.Search(SPACE, 3, metric="loss", mode="min"))
+    summary = sw.summarize(sweep)
+    losses = {}
+    for c in summary["configs"]:
+        column = sw.read_metrics(out / c["config"] / "seed-0")["loss"]
+        losses[c["config"]] = column[np.isfinite(column)][-1]
+        assert c["objective"] == pytest.approx(losses[c["config"]])
+    assert summary["search"]["best"] == min(losses, key=lambda label: losses[label])
+    assert sw.summary_columns(summary)[-1] == "loss mean"
