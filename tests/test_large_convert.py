@@ -217,10 +217,11 @@ def test_stats_verify_and_transition_chunks_shard_by_shard(tmp_path: Path, monke
     assert ds.verify() == []
 
 
-@pytest.mark.parametrize("backend", ["arrow", "parquet"])
+@pytest.mark.parametrize("backend", ["arrow", "parquet", "hdf5"])
 def test_convert_minari_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
-    """Minari's per-episode folders are read a group of episodes at a time; the store equals the
-    one converted whole (infos with the reset row, seeds, unknown terminations included)."""
+    """Minari's per-episode folders (arrow, parquet) or groups (hdf5) are read a group of
+    episodes at a time; the store equals the one converted whole (infos with the reset row,
+    seeds, unknown terminations included)."""
     from ildata.formats import minari_dir
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
@@ -231,7 +232,7 @@ def test_convert_minari_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     dst = tmp_path / "minari-dataset"
     minari_dir.write(store, dst, dataset_id="test/chunks-v0", data_format=backend)
     whole = ildata.convert(dst, tmp_path / "whole")
-    monkeypatch.setattr(formats, "CHUNK_BYTES", 2000)
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 400 if backend == "hdf5" else 2000)  # hdf5: decoded bytes
     assert len(list(read_source_chunks(dst).chunks)) > 3
     streamed = ildata.convert(dst, tmp_path / "streamed")
     assert streamed.fingerprint == whole.fingerprint
@@ -251,3 +252,61 @@ def test_cli_shard_size(tmp_path: Path) -> None:
     refused = run_cli("convert", str(src), str(tmp_path / "zero"), "--shard-mb", "0")
     assert refused.returncode == 2 and "--shard-mb must be positive" in refused.stderr
     assert not (tmp_path / "zero").exists()
+
+
+def _assert_chunked_equals_whole(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int) -> None:
+    """`src` converted a few episodes at a time writes the store its whole read writes (shards,
+    fingerprint, statistics, notes), and the file's one-chunk read is that whole read."""
+    source = read_source(src)
+    whole = ildata.convert(src, tmp_path / "whole")
+    assert len(list(read_source_chunks(src).chunks)) == 1  # default CHUNK_BYTES: one chunk
+    direct = write_dataset(source.batch, tmp_path / "direct", observation_space=source.observation_space, action_space=source.action_space)
+    assert json.loads((direct / layout.INFO_FILE).read_text())["fingerprint"] == whole.fingerprint
+    monkeypatch.setattr(layout, "SHARD_BYTES", 700)
+    monkeypatch.setattr(formats, "CHUNK_BYTES", chunk_bytes)
+    chunked = read_source_chunks(src)
+    assert len(list(chunked.chunks)) > 3
+    assert chunked.total_transitions == source.batch.num_transitions
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 1 << 40)
+    sharded = ildata.convert(src, tmp_path / "sharded")
+    monkeypatch.setattr(formats, "CHUNK_BYTES", chunk_bytes)
+    streamed = ildata.convert(src, tmp_path / "streamed")
+    assert len(streamed.meta.data_files) > 2
+    _same_store(sharded.path, streamed.path)
+    assert streamed.info["provenance"].get("notes") == whole.info["provenance"].get("notes")
+    assert streamed.verify() == []
+
+
+@pytest.mark.parametrize("dict_obs", [False, True])
+def test_convert_d3rlpy_written_by_ildata_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dict_obs: bool) -> None:
+    """A dump ildata wrote (padding steps, stored final observations of terminated episodes,
+    seeds): episodes read a group at a time give the store of the whole read."""
+    flags = [(True, False), (False, True), (True, True), (False, False)] * 5
+    store = ildata.save(make_episodes(LENGTHS * 2, dict_obs=dict_obs, flags=flags, seeds=True), tmp_path / "store")
+    ildata.convert(store.path, tmp_path / "dump.h5", to="d3rlpy")
+    _assert_chunked_equals_whole(tmp_path / "dump.h5", tmp_path, monkeypatch, 300)
+
+
+def test_convert_d3rlpy_written_by_d3rlpy_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dump d3rlpy's own writer made (tuple observations, discrete (N, 1) actions, time-outs,
+    terminals, one-row time-outs that are dropped): chunked and whole reads give the same store
+    and notes."""
+    from d3rlpy.dataset import Episode as D3Episode
+    from d3rlpy.dataset.io import dump
+
+    rng = np.random.default_rng(3)
+    sizes = (7, 1, 12, 5, 9, 1, 1, 11, 6, 8, 2, 14, 4, 10, 3, 13, 7)
+    episodes = [
+        D3Episode(
+            [rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 2))],
+            rng.integers(0, 4, (n, 1)),
+            rng.normal(size=(n, 1)).astype(np.float32),
+            i % 3 == 0,
+        )
+        for i, n in enumerate(sizes)
+    ]
+    path = tmp_path / "theirs.h5"
+    with open(path, "w+b") as f:
+        dump(episodes, f)
+    assert any("2 time-out episode(s) of a single step dropped" in note for note in read_source(path).notes)
+    _assert_chunked_equals_whole(path, tmp_path, monkeypatch, 200)

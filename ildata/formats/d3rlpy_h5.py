@@ -25,7 +25,9 @@ through `d3rlpy.dataset.io` would import torch and d3rlpy into the data layer fo
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ildata.episode import DataError, EpisodeBatch, flatten_obs, unflatten_obs
-from ildata.formats import SourceRead
+from ildata.formats import SourceChunks, SourceRead, chunk_ranges
 from ildata.formats.hdf5_links import refuse_external_storage, refuse_links
 from ildata.fsutil import atomic_output, check_destination
 
@@ -191,15 +193,60 @@ def sniff(path: Path) -> bool:
 
 
 def read(path: Path) -> SourceRead:
-    """Read a d3rlpy h5 dump (episodes recovered as described in the module docstring)."""
+    """Read a d3rlpy h5 dump (episodes recovered as described in the module docstring): the
+    one-chunk case of `read_chunks`."""
+    with _opened(path) as h5, _hdf5_errors():
+        dump = _open_dump(h5)
+        batch = _read_range(dump, 0, dump.n_episodes)
+        assert batch is not None  # `_open_dump` checked that some episode has a usable step
+        return SourceRead(batch=batch, **dump.source_meta())
+
+
+def read_chunks(path: Path) -> SourceChunks:
+    """The dump a group of episodes of about CHUNK_BYTES at a time (each read with one h5py
+    read per array and episode); the file stays open while the chunks are read. The notes and
+    totals come from the episodes' shapes and flags, read before any data."""
+    h5 = _opened(path)
+    try:
+        with _hdf5_errors():
+            dump = _open_dump(h5)
+        ranges = chunk_ranges(dump.sizes, _step_bytes(h5))
+    except BaseException:
+        h5.close()
+        raise
+
+    def chunks() -> Iterator[EpisodeBatch]:
+        with h5:
+            for start, stop in ranges:
+                with _hdf5_errors():
+                    batch = _read_range(dump, start, stop)
+                if batch is not None:
+                    yield batch
+
+    return SourceChunks(chunks=chunks(), total_transitions=int(dump.lengths.sum()), **dump.source_meta())
+
+
+@contextlib.contextmanager
+def _hdf5_errors() -> Iterator[None]:
+    """h5py's OSError on truncated or corrupted data -> one DataError line."""
+    try:
+        yield
+    except OSError as exc:
+        raise DataError(f"not a readable HDF5 file ({exc})") from None
+
+
+def _opened(path: Path) -> Any:
+    """The dump opened with h5py, its links refused before anything else is read from it."""
     import h5py
 
+    with _hdf5_errors():
+        h5 = h5py.File(path, "r")
     try:
-        with h5py.File(path, "r") as h5:
-            refuse_links(h5, path)
-            return _read_file(h5)
-    except OSError as exc:  # truncated or corrupted HDF5
-        raise DataError(f"not a readable HDF5 file ({exc})") from exc
+        refuse_links(h5, path)
+    except BaseException:
+        h5.close()
+        raise
+    return h5
 
 
 def _member(group: Any, name: str) -> Any:
@@ -215,8 +262,8 @@ def _member(group: Any, name: str) -> Any:
     return member
 
 
-def _data(group: Any, name: str, *, required: bool = True) -> Any:
-    """The value of dataset `name` (see `_member`); None when absent and not `required`."""
+def _dataset(group: Any, name: str, *, required: bool = True) -> Any:
+    """Dataset `name` (see `_member`); None when absent and not `required`."""
     import h5py
 
     member = _member(group, name)
@@ -226,10 +273,46 @@ def _data(group: Any, name: str, *, required: bool = True) -> Any:
         return None
     if not isinstance(member, h5py.Dataset):
         raise DataError(f"{name} is an HDF5 {type(member).__name__}, not a dataset")
-    return member[()]
+    return member
 
 
-def _read_file(h5: Any) -> SourceRead:
+def _data(group: Any, name: str, *, required: bool = True, rows: slice = slice(None)) -> Any:
+    """The value of dataset `name` (its `rows` only, for a 1-D or larger one); None when absent
+    and not `required`."""
+    dataset = _dataset(group, name, required=required)
+    if dataset is None:
+        return None
+    return dataset[()] if rows == slice(None) or not dataset.shape else dataset[rows]
+
+
+@dataclass
+class _Dump:
+    """An opened dump: what is known from its shapes and per-episode flags, before any data."""
+
+    h5: Any
+    n_episodes: int
+    sizes: np.ndarray  # rows of each d3rlpy episode
+    terminated: np.ndarray
+    lengths: np.ndarray  # ildata steps of each episode (0: dropped)
+    meta: dict[str, Any] | None  # ildata's metadata, for a dump ildata wrote
+    padded: np.ndarray | None
+    notes: list[str]
+
+    def source_meta(self) -> dict[str, Any]:
+        if self.meta is None:
+            return dict(format="d3rlpy-h5", notes=list(self.notes))
+        from ildata.spaces import space_from_dict
+
+        return dict(
+            format="d3rlpy-h5",
+            observation_space=space_from_dict(self.meta["observation_space"]),
+            action_space=space_from_dict(self.meta["action_space"]),
+            env_id=self.meta.get("env_id"),
+            notes=list(self.notes),
+        )
+
+
+def _open_dump(h5: Any) -> _Dump:
     import h5py
 
     if not all(h5.get(k, getlink=True) is not None for k in ("columns", "num_episodes", "version")):
@@ -244,15 +327,44 @@ def _read_file(h5: Any) -> SourceRead:
     n_episodes = int(_data(h5, "num_episodes"))
     if n_episodes < 1:
         raise DataError("d3rlpy dump has no episodes")
-    episodes = [_read_episode(h5, i) for i in range(n_episodes)]
+    # Shapes and flags only (one small read per episode): what the chunks are cut by.
+    sizes = np.array([_rows(_dataset(h5, f"actions_{i}")) for i in range(n_episodes)], dtype=np.int64)
+    terminated = np.array([bool(_data(h5, f"terminated_{i}")) for i in range(n_episodes)], dtype=bool)
     extra = _member(h5, ILDATA)
     if isinstance(extra, h5py.Group) and "meta" in extra.attrs:
-        return _read_ildata(episodes, extra)
-    return _read_foreign(episodes)
+        padded = _data(extra, "padded").astype(bool)
+        if len(padded) != n_episodes or (padded == terminated).any():
+            raise DataError("ildata's episode table in the dump does not match its episodes")
+        meta = json.loads(extra.attrs["meta"])
+        notes = ["written by ildata: restored exactly"]
+        return _Dump(h5, n_episodes, sizes, terminated, sizes - padded, meta, padded, notes)
+    return _Dump(h5, n_episodes, sizes, terminated, *_foreign_plan(sizes, terminated))
+
+
+def _rows(dataset: Any) -> int:
+    return int(dataset.shape[0]) if dataset.shape else 1
+
+
+def _step_bytes(h5: Any) -> float:
+    """Bytes of one step of episode 0's observations, actions and rewards (chunk sizing)."""
+    names = [*_observation_names(h5, 0), "actions_0", "rewards_0"]
+    return float(sum(_dataset(h5, n).dtype.itemsize * int(np.prod(_dataset(h5, n).shape[1:], dtype=np.int64)) for n in names))
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _observation_names(h5: Any, i: int) -> list[str]:
+    """Episode i's observation datasets: `observations_i`, or d3rlpy's tuple `observations_i_j`."""
+    if h5.get(f"observations_{i}", getlink=True) is not None:
+        return [f"observations_{i}"]
+    names: list[str] = []
+    while h5.get(f"observations_{i}_{len(names)}", getlink=True) is not None:
+        names.append(f"observations_{i}_{len(names)}")
+    if not names:
+        raise DataError(f"episode {i} has no observations")
+    return names
 
 
 @dataclass
@@ -260,20 +372,11 @@ class _D3Episode:
     observations: list[np.ndarray]
     actions: np.ndarray
     rewards: np.ndarray
-    terminated: bool
 
 
 def _read_episode(h5: Any, i: int) -> _D3Episode:
-    single = _data(h5, f"observations_{i}", required=False)
-    if single is not None:
-        observations = [single]
-    else:
-        observations = []
-        while (part := _data(h5, f"observations_{i}_{len(observations)}", required=False)) is not None:
-            observations.append(part)
-        if not observations:
-            raise DataError(f"episode {i} has no observations")
-    episode = _D3Episode(observations, _data(h5, f"actions_{i}"), _data(h5, f"rewards_{i}"), bool(_data(h5, f"terminated_{i}")))
+    observations = [_data(h5, name) for name in _observation_names(h5, i)]
+    episode = _D3Episode(observations, _data(h5, f"actions_{i}"), _data(h5, f"rewards_{i}"))
     n = len(episode.actions)
     if any(len(o) != n for o in observations) or len(episode.rewards) != n:
         raise DataError(f"episode {i}: observations, actions and rewards have different lengths")
@@ -305,19 +408,27 @@ def _with_final_rows(obs_rows: list[np.ndarray], lengths: np.ndarray, terminated
     return obs
 
 
-def _read_ildata(episodes: list[_D3Episode], extra: Any) -> SourceRead:
-    """A dump ildata wrote: undo the padding and restore final observations exactly."""
-    from ildata.spaces import space_from_dict
+def _read_range(dump: _Dump, start: int, stop: int) -> EpisodeBatch | None:
+    """Episodes `start` .. `stop` - 1 as ildata episodes (None when all of them are dropped)."""
+    if dump.meta is not None:
+        return _read_ildata([_read_episode(dump.h5, i) for i in range(start, stop)], dump, start, stop)
+    kept = [i for i in range(start, stop) if dump.lengths[i] >= 1]  # a loop over episodes only
+    if not kept:
+        return None
+    return _read_foreign([_read_episode(dump.h5, i) for i in kept], dump.terminated[kept], dump.lengths[kept])
 
-    meta = json.loads(extra.attrs["meta"])
-    padded = _data(extra, "padded").astype(bool)
-    terminated = np.array([e.terminated for e in episodes])
-    if len(padded) != len(episodes) or (padded == terminated).any():
-        raise DataError("ildata's episode table in the dump does not match its episodes")
-    sizes = np.array([len(e.actions) for e in episodes])
-    lengths = sizes - padded
+
+def _read_ildata(episodes: list[_D3Episode], dump: _Dump, start: int, stop: int) -> EpisodeBatch:
+    """Episodes of a dump ildata wrote: undo the padding and restore final observations exactly."""
+    assert dump.meta is not None and dump.padded is not None
+    extra, meta, rows = dump.h5[ILDATA], dump.meta, slice(start, stop)
+    padded, terminated, lengths = dump.padded[rows], dump.terminated[rows], dump.lengths[rows]
+    sizes = dump.sizes[rows]
     obs_rows = _concat(episodes, "observations")
-    finals = [_data(extra, f"final_observations_{j}") for j in range(len(obs_rows))]
+    # Final observations are stored for terminated episodes only: those of this range.
+    before = int(dump.terminated[:start].sum())
+    final_rows = slice(before, before + int(terminated.sum()))
+    finals = [_data(extra, f"final_observations_{j}", rows=final_rows) for j in range(len(obs_rows))]
     # Terminated episodes get their stored final observation back after their T rows.
     obs = _with_final_rows(obs_rows, lengths, terminated, finals)
     step = np.ones(int(sizes.sum()), dtype=bool)
@@ -326,51 +437,47 @@ def _read_ildata(episodes: list[_D3Episode], extra: Any) -> SourceRead:
     actions = actions.reshape(len(actions), *meta["action_shape"])
     rewards = _concat(episodes, "rewards")[step].reshape(-1)
     keys = meta["observation_keys"] or [""]
-    batch = EpisodeBatch(
+    return EpisodeBatch(
         obs=unflatten_obs(dict(zip(keys, obs))),
         acts=actions,
         lengths=lengths,
         terminated=terminated,
-        truncated=_data(extra, "truncated"),
-        termination_known=_data(extra, "termination_known"),
+        truncated=_data(extra, "truncated", rows=rows),
+        termination_known=_data(extra, "termination_known", rows=rows),
         rews=rewards if meta["has_rewards"] else None,
-        seeds=_data(extra, "seeds", required=False),
-    )
-    return SourceRead(
-        batch=batch,
-        format="d3rlpy-h5",
-        observation_space=space_from_dict(meta["observation_space"]),
-        action_space=space_from_dict(meta["action_space"]),
-        env_id=meta.get("env_id"),
-        notes=["written by ildata: restored exactly"],
+        seeds=_data(extra, "seeds", required=False, rows=rows),
     )
 
 
-def _read_foreign(episodes: list[_D3Episode]) -> SourceRead:
-    """A dump from d3rlpy itself: recover what it stores (see the module docstring)."""
+def _foreign_plan(sizes: np.ndarray, terminated: np.ndarray) -> tuple[np.ndarray, None, None, list[str]]:
+    """A dump from d3rlpy itself, from its episodes' sizes and flags: ildata steps per episode
+    (0: dropped), and the notes (see the module docstring)."""
     notes: list[str] = []
-    sizes = np.array([len(e.actions) for e in episodes])
-    terminated = np.array([e.terminated for e in episodes])
     # A time-out episode of N rows holds N-1 usable steps; one of 1 row holds none.
     usable = np.where(terminated, sizes, sizes - 1)
     if (usable < 1).any():
         dropped = int((usable < 1).sum())
         notes.append(f"{dropped} time-out episode(s) of a single step dropped: d3rlpy keeps no observation after it")
-        episodes = [e for e, u in zip(episodes, usable) if u >= 1]
-        if not episodes:
+        if (usable < 1).all():
             raise DataError("no episode has a usable step")
-        sizes, terminated, usable = sizes[usable >= 1], terminated[usable >= 1], usable[usable >= 1]
-    n_timeout = int((~terminated).sum())
+    kept = usable >= 1
+    n_timeout = int((~terminated[kept]).sum())
     if n_timeout:
         notes.append(
             f"{n_timeout} time-out episode(s): d3rlpy does not store the observation after their last "
             "action, so that step was dropped and its observation kept as the final one (as d3rlpy samples them)"
         )
-    if terminated.any():
+    if terminated[kept].any():
         notes.append(
-            f"{int(terminated.sum())} terminated episode(s): d3rlpy does not store the final observation; "
+            f"{int(terminated[kept].sum())} terminated episode(s): d3rlpy does not store the final observation; "
             "zeros stand in for it, as in d3rlpy's own transitions"
         )
+    return np.maximum(usable, 0), None, None, notes
+
+
+def _read_foreign(episodes: list[_D3Episode], terminated: np.ndarray, usable: np.ndarray) -> EpisodeBatch:
+    """Kept episodes of a dump from d3rlpy itself: recover what it stores."""
+    sizes = np.array([len(e.actions) for e in episodes])
     obs_rows = _concat(episodes, "observations")
     # Observation rows: d3rlpy's rows, plus a zero row after every terminated episode.
     obs = _with_final_rows(obs_rows, usable, terminated, [np.zeros((), o.dtype) for o in obs_rows])
@@ -383,7 +490,7 @@ def _read_foreign(episodes: list[_D3Episode]) -> SourceRead:
     if rewards.shape[1] != 1:
         raise DataError(f"rewards have {rewards.shape[1]} values per step (expected 1)")
     keys = [""] if len(obs) == 1 else [str(j) for j in range(len(obs))]
-    batch = EpisodeBatch(
+    return EpisodeBatch(
         obs=unflatten_obs(dict(zip(keys, obs))),
         acts=actions,
         lengths=usable,
@@ -392,4 +499,3 @@ def _read_foreign(episodes: list[_D3Episode]) -> SourceRead:
         termination_known=np.ones(len(usable), dtype=bool),
         rews=rewards[:, 0],
     )
-    return SourceRead(batch=batch, format="d3rlpy-h5", notes=notes)

@@ -95,9 +95,55 @@ def _infos(group: h5py.Group, subject: Path, depth: int = 0) -> Columns:
     return out
 
 
-def read(data: Path, n_episodes: int, meta_path: Path, obs_space: gym.Space, act_space: gym.Space, jpeg: bool) -> Raw:
+def open_file(data: Path, n_episodes: int, meta_path: Path) -> h5py.File:
+    """The dataset's main_data.hdf5, opened, its links refused and its episode groups checked
+    against `total_episodes`, before any data is read. The caller closes it."""
     import h5py
 
+    file_path = require_regular_file(inside(data, HDF5_FILE))
+    try:
+        h5 = h5py.File(file_path, "r")
+    except OSError as exc:
+        raise DataError(f"not a readable HDF5 file ({exc})", subject=file_path) from None
+    try:
+        refuse_links(h5, file_path)
+        check_episode_ids(meta_path, n_episodes, episode_numbers(h5, "episode_"), "group episode_{}")
+    except BaseException:
+        h5.close()
+        raise
+    return h5
+
+
+def _group(h5: h5py.File, i: int) -> h5py.Group:
+    import h5py
+
+    group = h5[f"episode_{i}"]
+    if not isinstance(group, h5py.Group):
+        raise DataError(f"episode_{i} is not a group", subject=Path(h5.filename))
+    return group
+
+
+def episode_steps(h5: h5py.File, n_episodes: int) -> np.ndarray:
+    """Steps of every episode, from the shape of its actions (metadata only: what a source read
+    in chunks is cut by)."""
+    from h5py import h5d
+
+    subject = Path(h5.filename)
+    steps = np.zeros(n_episodes, dtype=np.int64)
+    for i in range(n_episodes):  # one dataset header per episode, no data
+        try:
+            dataset = h5d.open(_group(h5, i).id, b"actions")
+        except KeyError:
+            raise DataError(f"/episode_{i} has no actions", subject=subject) from None
+        steps[i] = dataset.shape[0] if dataset.shape else 1
+    return steps
+
+
+def read_episodes(h5: h5py.File, start: int, stop: int, obs_space: gym.Space, act_space: gym.Space, jpeg: bool) -> Raw:
+    """Episodes `start` .. `stop` - 1 of an opened file (`open_file`)."""
+
+    n_episodes = stop - start
+    file_path = Path(h5.filename)
     check_action_space(act_space)
     # (output key, dataset path in an episode group, leaf space, JPEG-encoded?), decided once.
     columns = [(".".join(p), "/".join(("observations",) + h5_path), s, jpeg and is_image(s)) for p, h5_path, s in leaves(obs_space)]
@@ -109,34 +155,24 @@ def read(data: Path, n_episodes: int, meta_path: Path, obs_space: gym.Space, act
     lengths = np.zeros(n_episodes, dtype=np.int64)
     info_lengths = np.zeros(n_episodes, dtype=np.int64)
     attrs = np.full((3, n_episodes), -1, dtype=np.int64)  # id, total_steps, seed
-    file_path = require_regular_file(inside(data, HDF5_FILE))
-    try:
-        h5 = h5py.File(file_path, "r")
-    except OSError as exc:
-        raise DataError(f"not a readable HDF5 file ({exc})", subject=file_path) from None
-    with h5:
-        refuse_links(h5, file_path)
-        check_episode_ids(meta_path, n_episodes, episode_numbers(h5, "episode_"), "group episode_{}")
-        # One h5py read per episode and array: the file stores episodes as separate groups.
-        for i in range(n_episodes):
-            group = h5[f"episode_{i}"]
-            if not isinstance(group, h5py.Group):
-                raise DataError(f"episode_{i} is not a group", subject=file_path)
-            for key, path, space, encoded in columns:
-                values = _read_dataset(group, path, file_path)
-                if encoded and (values.dtype == object or values.ndim != len(leaf_shape(space)) + 1):
-                    values = decode_jpegs(list(values), leaf_shape(space))
-                parts[key].append(check_leaf(values, space, f"{group.name}/{path}", file_path))
-            for key in ("rewards", "terminations", "truncations"):
-                parts[key].append(_read_dataset(group, key, file_path))
-            lengths[i] = len(parts["actions"][-1])
-            if "infos" in group:
-                infos.append(_infos(group["infos"], file_path))
-                info_lengths[i] = nested_rows(infos[-1]) or 0
-            attrs[:, i] = [-1 if value is None else value for value in _int_attrs(group, ("id", "total_steps", "seed"), file_path)]
+    # One h5py read per episode and array: the file stores episodes as separate groups.
+    for i in range(n_episodes):
+        group = _group(h5, start + i)
+        for key, path, space, encoded in columns:
+            values = _read_dataset(group, path, file_path)
+            if encoded and (values.dtype == object or values.ndim != len(leaf_shape(space)) + 1):
+                values = decode_jpegs(list(values), leaf_shape(space))
+            parts[key].append(check_leaf(values, space, f"{group.name}/{path}", file_path))
+        for key in ("rewards", "terminations", "truncations"):
+            parts[key].append(_read_dataset(group, key, file_path))
+        lengths[i] = len(parts["actions"][-1])
+        if "infos" in group:
+            infos.append(_infos(group["infos"], file_path))
+            info_lengths[i] = nested_rows(infos[-1]) or 0
+        attrs[:, i] = [-1 if value is None else value for value in _int_attrs(group, ("id", "total_steps", "seed"), file_path)]
     if infos and len(infos) != n_episodes:
         raise DataError("some episodes have infos and others do not", subject=file_path)
-    check_episode_metadata(lambda i: file_path, attrs[0], attrs[1], lengths)
+    check_episode_metadata(lambda i: file_path, attrs[0], attrs[1], lengths, first=start)
     arrays = {key: np.concatenate(values) for key, values in parts.items()}
     seeds = attrs[2]
     return Raw(
@@ -151,6 +187,12 @@ def read(data: Path, n_episodes: int, meta_path: Path, obs_space: gym.Space, act
         padded=False,
         seeds=seeds if (seeds >= 0).any() else None,
     )
+
+
+def read(data: Path, n_episodes: int, meta_path: Path, obs_space: gym.Space, act_space: gym.Space, jpeg: bool) -> Raw:
+    """Every episode: the one-chunk case of `read_episodes`."""
+    with open_file(data, n_episodes, meta_path) as h5:
+        return read_episodes(h5, 0, n_episodes, obs_space, act_space, jpeg)
 
 
 # --------------------------------------------------------------------------- writing

@@ -21,6 +21,7 @@ from ildata.formats import SourceChunks, SourceRead, chunk_ranges
 from ildata.formats.minari import arrow_backend, hdf5_backend
 from ildata.formats.minari.metadata import (
     BACKENDS,
+    HDF5_FILE,
     METADATA,
     check_equal,
     data_dir,
@@ -117,29 +118,63 @@ def read(path: Path) -> SourceRead:
 
 
 def read_chunks(path: Path) -> SourceChunks:
-    """A Minari dataset piece by piece: the arrow and parquet backends (a folder per episode) a
-    group of episodes of about CHUNK_BYTES on disk at a time; hdf5 whole, as one chunk."""
+    """A Minari dataset piece by piece, groups of episodes of about CHUNK_BYTES: on disk for the
+    arrow and parquet backends (a folder per episode), decoded (steps times the spaces' bytes
+    per step) for hdf5 (a group per episode in one file, held open while the chunks are read)."""
     source = _open(path)
-    if source.fmt == "hdf5":
-        whole = read(path)
-        return SourceChunks.of(whole, whole.batch)
-    files, metas, sizes = arrow_backend.episode_files(source.data, source.fmt, source.n_episodes, source.meta_path)
     notes: list[str] = []
     meta = _source_meta(source, notes)  # notes: filled as the chunks are read
+    if source.fmt == "hdf5":
+        h5 = hdf5_backend.open_file(source.data, source.n_episodes, source.meta_path)
+        try:
+            step_bytes = sum(_leaf_bytes(s) for _, _, s in leaves(source.obs_space)) + _leaf_bytes(source.act_space)
+            ranges = chunk_ranges(hdf5_backend.episode_steps(h5, source.n_episodes), step_bytes)
+        except BaseException:
+            h5.close()
+            raise
 
-    def chunks() -> Iterator[EpisodeBatch]:
-        steps = 0
-        for start, stop in chunk_ranges(sizes, 1.0):
-            raw = arrow_backend.read_episodes(
+        def read_range(start: int, stop: int) -> Raw:
+            return hdf5_backend.read_episodes(h5, start, stop, source.obs_space, source.act_space, source.jpeg)
+
+        subject = source.data / HDF5_FILE
+    else:
+        h5 = None
+        files, metas, sizes = arrow_backend.episode_files(source.data, source.fmt, source.n_episodes, source.meta_path)
+        ranges = chunk_ranges(sizes, 1.0)
+
+        def read_range(start: int, stop: int) -> Raw:
+            return arrow_backend.read_episodes(
                 source.data, source.fmt, files[start:stop], metas[start:stop], start, source.obs_space, source.act_space, source.jpeg
             )
-            steps += int(raw.lengths.sum())
-            yield _batch(source, raw, start, notes)
+
+        subject = source.data
+
+    def chunks() -> Iterator[EpisodeBatch]:
+        try:
+            steps, has_infos = 0, None
+            for start, stop in ranges:
+                raw = read_range(start, stop)
+                if has_infos is None:
+                    has_infos = raw.infos is not None
+                elif has_infos != (raw.infos is not None):  # as a whole read would say
+                    raise DataError("some episodes have infos and others do not", subject=subject)
+                steps += int(raw.lengths.sum())
+                yield _batch(source, raw, start, notes)
+        finally:
+            if h5 is not None:
+                h5.close()
         if source.total_steps is not None:
             check_equal(source.meta_path, "total_steps", source.total_steps, steps, "the episodes hold")
         _finish_notes(source, notes)
 
     return SourceChunks(chunks=chunks(), total_transitions=source.total_steps, **meta)
+
+
+def _leaf_bytes(space: Any) -> int:
+    """Bytes of one step of a leaf space (at least one)."""
+    shape = getattr(space, "shape", None) or ()
+    dtype = getattr(space, "dtype", None)
+    return max(1, int(np.prod(shape, dtype=np.int64)) * (np.dtype(dtype).itemsize if dtype is not None else 8))
 
 
 def _env_id(meta: dict[str, Any], notes: list[str]) -> str | None:
