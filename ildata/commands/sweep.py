@@ -53,12 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sample a recipe key: uniform:LOW:HIGH, loguniform:LOW:HIGH, randint:LOW:HIGH (HIGH excluded) or "
         "choice:V1,V2,... (Tune's distributions); not with --grid",
     )
-    p.add_argument("--samples", type=int, help="configurations a search samples (default 10)")
+    p.add_argument("--samples", type=int, metavar="N", help="configurations a search samples (default 10)")
     p.add_argument(
-        "--search-seed", type=int, help="seed of the search's sampling (default 0): the same seed samples the same configurations"
+        "--search-seed",
+        type=int,
+        metavar="N",
+        help="seed of the search's sampling (default 0): the same seed samples the same configurations",
     )
     p.add_argument(
         "--metric",
+        metavar="NAME",
         help="what a search ranks configurations by, averaged over seeds: a number in eval.json or the last value of a "
         "metrics.csv column (default normalized_score)",
     )
