@@ -13,6 +13,7 @@ saved AIRL `reward_test` (`config.reward_from`).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -33,6 +34,18 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "airl-cartpole-learner-first": ("recipes/airl-cartpole.yaml", {"round_order": "learner_first"}),
     "airl-cartpole-500k": ("recipes/airl-cartpole.yaml", {"total_timesteps": 500_000}),
     "gail-pendulum-sac": ("recipes/gail-pendulum.yaml", {}),
+    # PPO as rl-zoo's Pendulum settings without gSDE (4 envs x 1024 steps, gamma 0.9, lr 1e-3); not run yet
+    "gail-pendulum-ppo-500k": (
+        "recipes/gail-pendulum.yaml",
+        {
+            "total_timesteps": 500_000,
+            "n_envs": 4,
+            "gen_steps_per_round": None,
+            "disc_updates_per_round": 8,
+            "reward_normalization": "standard",
+            "learner": {"algo": "ppo", "rollout_steps": 1024, "batch_size": 64, "n_epochs": 10, "learning_rate": 1e-3, "gamma": 0.9},
+        },
+    ),
 }
 
 
@@ -60,7 +73,7 @@ def run_row(name: str, seeds: list[int], ref_episodes: int) -> dict[str, Any]:
     from algos.train import prepare
 
     recipe_path, overrides = ROWS[name]
-    sets = [f"config.{k}={v}" for k, v in overrides.items()]
+    sets = [f"config.{k}={json.dumps(v)}" for k, v in overrides.items()]  # JSON is YAML (None -> null)
     scores, steps, walls = [], [], []
     for seed in seeds:
         recipe = load_recipe(REPO / recipe_path, [*sets, f"seed={seed}"])
