@@ -24,7 +24,10 @@ of the absorbing steps it enters by terminating).
 
 Reward normalisation (`reward_normalization`) is applied to the reward the learner sees (imitation
 1.0.1's GAIL path bypassed its normaliser): running statistics of the learner's raw rewards,
-updated once per round, frozen in between, saved with the run.
+updated once per round, frozen in between, saved with the run. The discriminator's *input*
+normaliser (`disc_input_norm`) holds the demonstrations' statistics by default: running statistics
+of the learner's own states (which drift without bound on seals/CartPole once the pole falls)
+squeeze every expert state into one point and made GAIL collapse (RESULTS-adversarial.md).
 """
 
 from __future__ import annotations
