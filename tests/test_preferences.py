@@ -209,7 +209,9 @@ SMALL = {
 }
 
 
-def test_interrupted_run_resumes_within_the_budget_runs_exact_iterations_and_saves_the_preferences(tmp_path: Path) -> None:
+def test_interrupted_run_resumes_within_the_budget_runs_exact_iterations_and_saves_the_preferences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe_path = tmp_path / "recipe.yaml"
     recipe = {"name": "prefs", "algo": "preference_comparisons", "env": "Pendulum-v1", "seed": 1, "config": SMALL, "eval": {"episodes": 2}}
     recipe_path.write_text(yaml.safe_dump(recipe))
@@ -246,8 +248,9 @@ def test_interrupted_run_resumes_within_the_budget_runs_exact_iterations_and_sav
     report = json.loads((out / "eval.json").read_text())
     assert report["expert_return"] > report["random_return"] and report["normalized_score"] is not None
     # The run's pairs export as queries for people (labels cleared), drawn from their stored states.
-    result = run_cli("prefs", "export", str(out), str(tmp_path / "queries"), "--format", "jsonl")
-    assert result.returncode == 0 and "80 PNG images in images/ (drawn from the stored states)" in result.stdout, result.stderr
+    capsys.readouterr()
+    assert main(["prefs", "export", str(out), str(tmp_path / "queries"), "--format", "jsonl"]) == 0
+    assert "80 PNG images in images/ (drawn from the stored states)" in capsys.readouterr().out
     queries = PreferenceDataset.load(tmp_path / "queries" / "queries.parquet")
     assert len(queries) == 40 and np.isnan(queries.labels).all()
     assert len((tmp_path / "queries" / "labels.jsonl").read_text().splitlines()) == 40
