@@ -31,7 +31,7 @@ import torch
 
 from algos.base import Algorithm, LogFn, register
 from algos.bc import BC, BCConfig, feature_moments
-from algos.policies import Policy, evaluate, load_policy
+from algos.policies import Policy, load_policy
 from algos.sampler import TransitionSampler
 from ildata.episode import DataError, EpisodeBatch, Obs, flatten_obs, unflatten_obs
 from ildata.fsutil import atomic_output
@@ -262,14 +262,10 @@ class DAgger(Algorithm):
 
     def reference_returns(self, env_id: str, episodes: int, seed: int) -> dict[str, float | None]:
         """The expert's and a random policy's mean returns, on the evaluation's seeds."""
-        from algos.policies import Random
+        from algos.policies import measured_reference_returns
 
         expert = self.expert or load_expert(self.config.expert, env_id)
-        random_policy = Random(self.observation_space, self.action_space, seed=seed)
-        return {
-            "expert_return": float(evaluate(expert, env_id, episodes, seed=seed)["mean"]),
-            "random_return": float(evaluate(random_policy, env_id, episodes, seed=seed)["mean"]),
-        }
+        return measured_reference_returns(expert, env_id, episodes, seed, self.observation_space, self.action_space)
 
     # ------------------------------------------------------------------------- training
 

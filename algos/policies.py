@@ -362,6 +362,18 @@ def normalized_score(mean_return: float, random_return: float | None, expert_ret
     return (mean_return - random_return) / (expert_return - random_return)
 
 
+def measured_reference_returns(
+    expert: Callable[[Obs], np.ndarray], env_id: str, episodes: int, seed: int, observation_space: gym.Space, action_space: gym.Space
+) -> dict[str, float | None]:
+    """The expert's and a random policy's mean returns on the evaluation's seeds: what an online
+    algorithm that has an expert but no dataset scores against."""
+    random_policy = Random(observation_space, action_space, seed=seed)
+    return {
+        "expert_return": float(evaluate(expert, env_id, episodes, seed=seed)["mean"]),
+        "random_return": float(evaluate(random_policy, env_id, episodes, seed=seed)["mean"]),
+    }
+
+
 def reference_returns(dataset: TrajectoryDataset) -> dict[str, float | None]:
     """The expert and random mean returns a dataset records (collected data), else what it implies."""
     collection = dataset.info.get("collection") or {}

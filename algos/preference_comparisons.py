@@ -203,17 +203,13 @@ class PreferenceComparisons(Algorithm):
     def reference_returns(self, env_id: str, episodes: int, seed: int) -> dict[str, float | None]:
         """The reference expert's and a random policy's mean returns on the evaluation's seeds
         (as DAgger scores against its expert); none when the env has no expert to score against."""
-        from algos.policies import Random, evaluate, load_policy
+        from algos.policies import load_policy, measured_reference_returns
 
         spec = self._reference_spec(env_id)
         if spec is None:
             return super().reference_returns(env_id, episodes, seed)
         expert = load_policy(spec, env_id=env_id, deterministic=True)
-        random_policy = Random(self.observation_space, self.action_space, seed=seed)
-        return {
-            "expert_return": float(evaluate(expert, env_id, episodes, seed=seed)["mean"]),
-            "random_return": float(evaluate(random_policy, env_id, episodes, seed=seed)["mean"]),
-        }
+        return measured_reference_returns(expert, env_id, episodes, seed, self.observation_space, self.action_space)
 
     # ------------------------------------------------------------------ the learned reward
     def saved_reward(self, obs: Obs, acts: Any = None, next_obs: Any = None, *, t: Any = None) -> np.ndarray:
