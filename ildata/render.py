@@ -85,11 +85,11 @@ def replay(episode: Episode, env_id: str) -> tuple[np.ndarray, int | None, float
     env = make_env(env_id, render_mode="rgb_array")
     try:
         obs, _ = env.reset(seed=int(episode.seed))
-        frames = [_render(env, env_id)]
+        frames = [render_frame(env, env_id)]
         diverged, error = _compare(obs, stored, 0)
         for t, action in enumerate(episode.acts):
             obs, *_ = env.step(action.item() if action.ndim == 0 else action)
-            frames.append(_render(env, env_id))
+            frames.append(render_frame(env, env_id))
             if diverged is None:
                 diverged, error = _compare(obs, stored, t + 1)
     finally:
@@ -97,7 +97,7 @@ def replay(episode: Episode, env_id: str) -> tuple[np.ndarray, int | None, float
     return np.stack(frames), diverged, error
 
 
-def _render(env: Any, env_id: str) -> np.ndarray:
+def render_frame(env: Any, env_id: str) -> np.ndarray:
     try:
         frame = env.render()
     except Exception as exc:  # gymnasium's DependencyNotInstalled (pygame, mujoco), or a broken renderer

@@ -137,7 +137,7 @@ STATE_SETTERS = {"Pendulum-v1": _pendulum_state, "CartPole-v1": _cartpole_state,
 def _stored_state_frames(env: Any, env_id: str, obs: np.ndarray, acts: np.ndarray, next_obs: np.ndarray, images: str) -> np.ndarray:
     """A fragment's frames, each rendered from its stored observation (`STATE_SETTERS`): all
     length + 1 for a GIF, only the ones a PNG strip shows otherwise."""
-    from ildata.render import _render
+    from ildata.render import render_frame
 
     setter = STATE_SETTERS[env_id]
     states, actions = [*obs, next_obs[-1]], [*acts, None]
@@ -145,7 +145,7 @@ def _stored_state_frames(env: Any, env_id: str, obs: np.ndarray, acts: np.ndarra
     frames = []
     for t in picks:
         setter(env, states[t], actions[t])
-        frames.append(_render(env, env_id))
+        frames.append(render_frame(env, env_id))
     return np.stack(frames)
 
 
