@@ -49,6 +49,9 @@ class Entry:
     overrides: list[str] = field(default_factory=list)
     bar: float = 0.9
     long: bool = False  # hours on 2 cores: run only when named with --only
+    # Bars on the last value of a metrics.csv column (mean over seeds), e.g. the learned reward's
+    # held-out Pearson correlation with the true reward.
+    metric_bars: dict[str, float] = field(default_factory=dict)
 
 
 # PPO in place of gail-pendulum's SAC: rounds of one rollout (8 envs x 256 steps), 8 discriminator
@@ -90,8 +93,14 @@ ENTRIES: dict[str, Entry] = {
     "gail-pendulum-sac-50k": Entry(
         "recipes/gail-pendulum.yaml", ["config.total_timesteps=50000", "config.learner.algo=sac"], bar=0.8, long=True
     ),
-    "prefs-pendulum-200k": Entry(
-        "recipes/prefs-pendulum.yaml", ["config.total_timesteps=200000", "config.comparisons=1000"], bar=0.8, long=True
+    # Issue bar: >= 0.8 within 200,000 env steps and 1,000 comparisons; the recipe's 20,000 steps
+    # reach it (SAC runs ~20 env steps/s on the shared 2 cores: 200,000 would take hours).
+    "prefs-pendulum-1000c": Entry(
+        "recipes/prefs-pendulum.yaml",
+        ["config.total_timesteps=20000", "config.comparisons=1000"],
+        bar=0.8,
+        long=True,
+        metric_bars={"heldout_reward_pearson": 0.8},
     ),
     "prefs-cartpole-100k": Entry(
         "recipes/prefs-cartpole.yaml", ["config.total_timesteps=100000", "config.comparisons=500"], bar=0.95, long=True
@@ -137,6 +146,13 @@ def check_entries(names: list[str], seeds: list[int], episodes: int) -> None:
         print(f"{name}: {entry.recipe} {' '.join(entry.overrides)} -> {type(prepared.algo.config).__name__} ok", flush=True)
 
 
+def _final(run_dir: Path, column: str) -> float:
+    """The last logged value of a metrics.csv column."""
+    values = sw.read_metrics(run_dir).get(column)
+    finite = values[np.isfinite(values)] if values is not None else np.array([])
+    return float(finite[-1]) if len(finite) else math.nan
+
+
 def _last(run_dir: Path, column: str) -> float:
     values = sw.read_metrics(run_dir).get(column)
     return float(np.nanmax(values)) if values is not None and np.isfinite(values).any() else math.nan
@@ -153,6 +169,10 @@ def entry_row(name: str, sweep: sw.Sweep) -> dict[str, object]:
     first = reports[0] if reports else {}
     bar = ENTRIES[name].bar
     mean = config["score_mean"]
+    metrics = {
+        column: float(np.nanmean([_final(run, column) for run in runs])) if runs else math.nan for column in ENTRIES[name].metric_bars
+    }
+    metrics_pass = all(value >= ENTRIES[name].metric_bars[column] for column, value in metrics.items())
     return {
         "name": name,
         "env": first.get("env_id", "-"),
@@ -161,7 +181,8 @@ def entry_row(name: str, sweep: sw.Sweep) -> dict[str, object]:
         "iqm": config["score_iqm"],
         "interval": config["score_ci95"],
         "bar": bar,
-        "passed": mean is not None and mean >= bar,
+        "passed": mean is not None and mean >= bar and metrics_pass,
+        "metrics": metrics,
         "env_steps": float(np.nanmean(steps)) if len(steps) else math.nan,
         "labels": float(np.nanmean([_last(run, "labelled_steps") for run in runs])) if runs else math.nan,
         "wall": float(np.nanmean(walls)) if len(walls) else math.nan,
@@ -177,14 +198,17 @@ def _num(value: object, spec: str) -> str:
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| entry | env | seeds | score mean | IQM (95% CI) | bar | pass | env steps | expert labels | wall s | env steps/s | random / expert return |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| entry | env | seeds | score mean | IQM (95% CI) | bar | other bars | pass | env steps | expert labels | wall s | env steps/s | random / expert return |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         interval = r["interval"]
         ci = f" ({interval[0]:.3f} - {interval[1]:.3f})" if isinstance(interval, list) else ""
+        bars = ENTRIES[str(r["name"])].metric_bars
+        values = r["metrics"] if isinstance(r["metrics"], dict) else {}
+        other = ", ".join(f"{c} {_num(values.get(c), '.3f')} >= {b}" for c, b in bars.items()) or "-"
         lines.append(
-            f"| {r['name']} | {r['env']} | {r['seeds']} | {_num(r['score'], '.3f')} | {_num(r['iqm'], '.3f')}{ci} | {r['bar']} | "
+            f"| {r['name']} | {r['env']} | {r['seeds']} | {_num(r['score'], '.3f')} | {_num(r['iqm'], '.3f')}{ci} | {r['bar']} | {other} | "
             f"{'pass' if r['passed'] else 'FAIL'} | {_num(r['env_steps'], '.0f')} | {_num(r['labels'], '.0f')} | "
             f"{_num(r['wall'], '.1f')} | {_num(r['steps_per_s'], '.0f')} | {_num(r['random'], '.1f')} / {_num(r['expert'], '.1f')} |"
         )
