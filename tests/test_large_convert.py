@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import make_episodes, run_cli
+from support import LEGACY, make_episodes, run_cli
 
 import ildata
 from ildata import formats
@@ -254,7 +254,9 @@ def test_cli_shard_size(tmp_path: Path) -> None:
     assert not (tmp_path / "zero").exists()
 
 
-def _assert_chunked_equals_whole(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int) -> None:
+def _assert_chunked_equals_whole(
+    src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, shard_bytes: int = 700
+) -> None:
     """`src` converted a few episodes at a time writes the store its whole read writes (shards,
     fingerprint, statistics, notes), and the file's one-chunk read is that whole read."""
     source = read_source(src)
@@ -262,7 +264,7 @@ def _assert_chunked_equals_whole(src: Path, tmp_path: Path, monkeypatch: pytest.
     assert len(list(read_source_chunks(src).chunks)) == 1  # default CHUNK_BYTES: one chunk
     direct = write_dataset(source.batch, tmp_path / "direct", observation_space=source.observation_space, action_space=source.action_space)
     assert json.loads((direct / layout.INFO_FILE).read_text())["fingerprint"] == whole.fingerprint
-    monkeypatch.setattr(layout, "SHARD_BYTES", 700)
+    monkeypatch.setattr(layout, "SHARD_BYTES", shard_bytes)
     monkeypatch.setattr(formats, "CHUNK_BYTES", chunk_bytes)
     chunked = read_source_chunks(src)
     assert len(list(chunked.chunks)) > 3
@@ -310,3 +312,58 @@ def test_convert_d3rlpy_written_by_d3rlpy_in_chunks(tmp_path: Path, monkeypatch:
         dump(episodes, f)
     assert any("2 time-out episode(s) of a single step dropped" in note for note in read_source(path).notes)
     _assert_chunked_equals_whole(path, tmp_path, monkeypatch, 200)
+
+
+def _write_n1_npz(path: Path, *, compressed: bool = True) -> Path:
+    """An N1 npz as imitation v0.3's `types.save` writes it (numpy's own savez), with infos that
+    carry something in a few late steps only and `TimeLimit.truncated` on some last steps."""
+    lengths = np.array(LENGTHS * 3)
+    steps = int(lengths.sum())
+    rng = np.random.default_rng(4)
+    infos = np.empty(steps, dtype=object)
+    infos[:] = [{} for _ in range(steps)]
+    ends = np.cumsum(lengths) - 1
+    for i in ends[::3]:
+        infos[i] = {"TimeLimit.truncated": True}
+    infos[steps - 5] = {"x": 1.5}
+    (np.savez_compressed if compressed else np.savez)(
+        path,
+        obs=rng.normal(size=(steps + len(lengths), 3)).astype(np.float32),
+        acts=rng.integers(0, 3, steps),
+        infos=infos,
+        terminal=np.ones(len(lengths), dtype=bool),
+        indices=np.cumsum(lengths[:-1]),
+        rews=rng.normal(size=steps),
+    )
+    return path
+
+
+@pytest.mark.parametrize("source", ["compressed", "stored", "n1-cartpole-v1-final.npz", "n1-pendulum-v1-final.npz"])
+def test_convert_npz_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """imitation npz members inflated as streams, a group of trajectories at a time: the store
+    equals the whole read's (infos kept in every chunk since some step carries one; the note on
+    unknown terminations counts all trajectories)."""
+    if source.endswith(".npz"):
+        _assert_chunked_equals_whole(LEGACY / source, tmp_path, monkeypatch, 40_000, 200_000)
+        return
+    src = _write_n1_npz(tmp_path / "demos.npz", compressed=source == "compressed")
+    _assert_chunked_equals_whole(src, tmp_path, monkeypatch, 300)
+    assert ildata.load(tmp_path / "streamed").to_batch().infos is not None
+
+
+def test_npz_corrupted_in_a_later_chunk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flipped byte near the end of `obs` is found by the member's CRC once its last chunk is
+    read: one DataError line, and nothing at the destination."""
+    src = _write_n1_npz(tmp_path / "demos.npz", compressed=False)
+    data = bytearray(src.read_bytes())
+    data[data.index(b"acts.npy") - 200] ^= 0xFF  # inside obs' data, near its end
+    src.write_bytes(bytes(data))
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 300)
+    with pytest.raises(DataError, match="obs.npy: size or CRC mismatch"):
+        ildata.convert(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(_write_n1_npz(tmp_path / "again.npz").read_bytes()[:-3000])
+    with pytest.raises(DataError, match="npz"):
+        ildata.convert(truncated, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -70,9 +70,15 @@ def info_budget(source_bytes: int) -> InfoBudget:
     return InfoBudget(max(MAX_INFO_ELEMENTS, 4 * source_bytes))
 
 
-def plain_infos(infos: Sequence[Any], budget: InfoBudget) -> list[Any] | None:
-    """Per-step infos as plain Python, or None when they carry nothing (the common case)."""
-    if _all_empty(infos) or all(not isinstance(i, np.ndarray) and _is_trivial(i) for i in infos):
+def carries_infos(infos: Sequence[Any]) -> bool:
+    """Whether per-step infos hold anything besides empty dicts and the truncation flag."""
+    return not (_all_empty(infos) or all(not isinstance(i, np.ndarray) and _is_trivial(i) for i in infos))
+
+
+def plain_infos(infos: Sequence[Any], budget: InfoBudget, *, keep: bool | None = None) -> list[Any] | None:
+    """Per-step infos as plain Python, or None when they carry nothing (the common case).
+    `keep` overrides that test: a source read in chunks decides it once for all its steps."""
+    if not (carries_infos(infos) if keep is None else keep):
         return None
     return [plain_info(i, budget) if i is not None else None for i in infos]
 
@@ -88,9 +94,11 @@ def make_read(
     notes: list[str] | None = None,
     *,
     source_bytes: int,
+    keep_infos: bool | None = None,
 ) -> SourceRead:
     """Assemble the `SourceRead` of an imitation file (flags per `termination_flags`);
-    `source_bytes`, the size the infos were decoded from, bounds what they may expand to."""
+    `source_bytes`, the size the infos were decoded from, bounds what they may expand to;
+    `keep_infos` (default: whether these infos carry anything) whether the batch keeps them."""
     lengths = np.asarray(lengths, dtype=np.int64)
     last_infos = None
     if infos is not None:
@@ -106,7 +114,7 @@ def make_read(
         truncated=truncated,
         termination_known=known,
         rews=rews,
-        infos=plain_infos(infos, info_budget(source_bytes)) if infos is not None else None,
+        infos=plain_infos(infos, info_budget(source_bytes), keep=keep_infos) if infos is not None else None,
     )
     notes = list(notes or [])
     note = termination_note(int((~known).sum()), len(known))

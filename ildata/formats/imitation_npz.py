@@ -13,12 +13,14 @@ need `allow_pickle=True` for that member, which would run any code the file name
 
 from __future__ import annotations
 
+import contextlib
 import io
 import mmap
 import struct
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from ildata import safe_pickle
-from ildata.episode import DataError, storable_dtype
-from ildata.formats import SourceRead
-from ildata.formats.imitation_common import make_read
+from ildata.episode import DataError, EpisodeBatch, storable_dtype
+from ildata.formats import SourceChunks, SourceRead, chunk_ranges
+from ildata.formats.imitation_common import carries_infos, make_read, termination_note
 
 _zlib: ModuleType
 try:  # ISA-L inflate: same API as zlib, 2-3x faster (see `_member_start`)
@@ -77,64 +79,146 @@ def _member_start(view: memoryview, info: zipfile.ZipInfo) -> int:
     return start
 
 
-def _inflate(view: memoryview, info: zipfile.ZipInfo, start: int) -> bytes:
-    """Member bytes, CRC-checked (runs in worker threads: ISA-L and zlib release the GIL)."""
-    with view[start : start + info.compress_size] as raw:
-        if info.compress_type == zipfile.ZIP_DEFLATED:
+class _NpyStream:
+    """One `.npy` member: its header parsed at once, its rows then read in order. All rows at
+    once (the whole-file read) are one inflate call into a buffer of the member's size, as
+    `zipfile` never does (see `_member_start`); fewer rows are inflated as a stream, so a chunk
+    of rows is decoded without the rest of the member in memory. A stream that stopped mid-way
+    inflates about a third slower than a whole inflate (measured with ISA-L), hence both. Size
+    and CRC are checked once the last byte is read."""
+
+    def __init__(self, view: memoryview, info: zipfile.ZipInfo):
+        self.name = info.filename
+        self.info = info
+        start = _member_start(view, info)
+        self.raw = view[start : start + info.compress_size]  # the mapped file: no copy
+        self._whole: np.ndarray | None = None
+        self.inflater: Any = None  # the stream, from the first partial read on
+        self.pos = 0  # compressed bytes fed to it
+        self.tail: bytes = b""  # compressed bytes fed but not consumed (bounded by one read)
+        self.done = 0  # member bytes it produced
+        self.crc = 0
+        try:
+            self._parse_header()
+        except BaseException:
+            self.raw.release()  # the mapping can only close once no view of it is left
+            raise
+
+    def _parse_header(self) -> None:
+        """Shape, order and dtype from the header, inflated apart (a `.npy` header is at most a
+        few kB: numpy refuses longer ones)."""
+        if self.info.compress_type == zipfile.ZIP_DEFLATED:
+            head = _zlib.decompressobj(-15).decompress(self.raw[: 1 << 16], 1 << 16)
+        else:
+            head = bytes(self.raw[: 1 << 16])
+        f = io.BytesIO(head)
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, self.fortran, self.dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, self.fortran, self.dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise DataError(f"member {self.name}: unsupported .npy format version {version}")
+        self.offset = f.tell()  # where the values start
+        self.shape: tuple[int, ...] = tuple(shape)
+        if self.dtype.itemsize == 0:
+            storable_dtype(self.name[: -len(".npy")], self.dtype)  # refuses it, naming the member
+        if not self.dtype.hasobject:
+            count = int(np.prod(self.shape, dtype=np.int64))
+            if self.info.file_size - self.offset != count * self.dtype.itemsize:
+                raise DataError(
+                    f"member {self.name}: {self.info.file_size - self.offset} bytes of data for shape {self.shape} {self.dtype}"
+                )
+        self.rows_left = self.shape[0] if self.shape else 0
+
+    def _inflate_all(self) -> bytes:
+        """The whole member in one call, CRC-checked (runs in worker threads: ISA-L and zlib
+        release the GIL)."""
+        if self.info.compress_type == zipfile.ZIP_DEFLATED:
             # Raw deflate stream, as zip stores it; output size known, so no buffer regrowth.
-            data = _zlib.decompress(raw, -15, max(info.file_size, 1))
-        else:  # ZIP_STORED: np.savez (uncompressed)
-            data = bytes(raw)
-    if len(data) != info.file_size or _zlib.crc32(data) != info.CRC:
-        raise DataError(f"member {info.filename}: size or CRC mismatch (corrupted npz)")
-    return data
+            data = _zlib.decompress(self.raw, -15, max(self.info.file_size, 1))
+        else:  # ZIP_STORED: np.savez (uncompressed); a copy, so no array pins the mapping
+            data = bytes(self.raw)
+        if len(data) != self.info.file_size or _zlib.crc32(data) != self.info.CRC:
+            raise DataError(f"member {self.name}: size or CRC mismatch (corrupted npz)")
+        return data
+
+    def _read(self, size: int) -> bytes:
+        """The next `size` bytes of the member, from the stream."""
+        if size == 0:
+            return b""
+        if self.inflater is None:
+            stored = self.info.compress_type != zipfile.ZIP_DEFLATED
+            self.inflater = _Stored() if stored else _zlib.decompressobj(-15)
+            if self.offset:
+                self._read(self.offset)  # the header again: the CRC covers it
+        parts, need = [], size
+        while need:
+            if self.tail:
+                source: bytes | memoryview = self.tail
+            else:  # feed at most what the read needs: what inflates beyond it stays in `tail`
+                source = self.raw[self.pos : self.pos + max(need, 1 << 16)]
+                self.pos += len(source)
+            data = self.inflater.decompress(source, need)
+            self.tail = self.inflater.unconsumed_tail
+            if not data and not source:
+                break
+            parts.append(data)
+            need -= len(data)
+        for part in parts:
+            self.crc = _zlib.crc32(part, self.crc)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.done += len(data)
+        if len(data) != size:
+            raise DataError(f"member {self.name}: file ends inside it (truncated npz)")
+        if self.done == self.info.file_size and (self.crc != self.info.CRC or self._more()):
+            raise DataError(f"member {self.name}: size or CRC mismatch (corrupted npz)")
+        return data
+
+    def _more(self) -> bool:
+        """Whether the stored stream holds more than the member's recorded size."""
+        return bool(self.inflater.decompress(self.tail + bytes(self.raw[self.pos :]), 1))
+
+    def whole(self) -> np.ndarray:
+        """Every value at once: for members that are small (one entry per trajectory) or cannot
+        be cut into rows (a pickled object array only decodes whole; a Fortran-order array has
+        no contiguous rows)."""
+        if self._whole is None:
+            data = self._inflate_all()
+            if self.dtype.hasobject:
+                array = safe_pickle.loads(memoryview(data)[self.offset :])  # the allow-list unpickler, never numpy's
+                if not isinstance(array, np.ndarray) or array.shape != self.shape:
+                    raise DataError(f"member {self.name}: pickled payload does not match its header shape {self.shape}")
+                self._whole = array
+            else:  # zero-copy view of the inflated bytes
+                array = np.frombuffer(data, dtype=self.dtype, offset=self.offset)
+                self._whole = array.reshape(self.shape, order="F" if self.fortran else "C")
+        return self._whole
+
+    def rows(self, n: int) -> np.ndarray:
+        """The next `n` rows (along the first axis)."""
+        if n > self.rows_left:
+            raise DataError(f"member {self.name}: has {self.shape[0]} rows, fewer than the trajectories need")
+        start = self.shape[0] - self.rows_left
+        self.rows_left -= n
+        if (self.fortran and len(self.shape) > 1) or self.dtype.hasobject or (start == 0 and n == self.shape[0]):
+            return self.whole()[start : start + n]
+        data = self._read(n * int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize)
+        return np.frombuffer(data, dtype=self.dtype).reshape(n, *self.shape[1:])  # zero-copy view of the inflated bytes
 
 
-def _parse_npy(name: str, data: bytes) -> np.ndarray:
-    """One `.npy` payload, without ever enabling numpy's pickle loading."""
-    f = io.BytesIO(data)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-        raise DataError(f"member {name}: unsupported .npy format version {version}")
-    offset = f.tell()
-    if dtype.itemsize == 0:
-        storable_dtype(name[: -len(".npy")], dtype)  # refuses it, naming the member
-    if dtype.hasobject:
-        array = safe_pickle.loads(memoryview(data)[offset:])
-        if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
-            raise DataError(f"member {name}: pickled payload does not match its header shape {shape}")
-        return array
-    count = int(np.prod(shape, dtype=np.int64))
-    if len(data) - offset != count * dtype.itemsize:
-        raise DataError(f"member {name}: {len(data) - offset} bytes of data for shape {shape} {dtype}")
-    # Zero-copy view of the inflated bytes.
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
-    return array.reshape(shape, order="F" if fortran else "C")
+class _Stored:
+    """A ZIP_STORED member read through the inflater interface (copies: no array pins the mapping)."""
+
+    unconsumed_tail = b""
+
+    def decompress(self, data: bytes | memoryview, max_length: int) -> bytes:
+        out = bytes(data[:max_length])
+        self.unconsumed_tail = bytes(data[max_length:])
+        return out
 
 
-def _load_members(path: Path) -> tuple[dict[str, np.ndarray], int]:
-    """The `.npy` members by name, and their total size once inflated."""
-    try:
-        with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
-            infos = [info for info in zf.infolist() if info.filename.endswith(".npy")]
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
-                starts = [_member_start(view, info) for info in infos]
-                # obs (the biggest member) inflates on one core while the others do on a second.
-                with ThreadPoolExecutor(max_workers=2) as pool:
-                    datas = list(pool.map(_inflate, [view] * len(infos), infos, starts))
-        members = {info.filename[: -len(".npy")]: _parse_npy(info.filename, data) for info, data in zip(infos, datas)}
-        return members, sum(len(data) for data in datas)
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, _zlib.error, EOFError, OSError, ValueError, struct.error) as exc:
-        raise DataError(f"corrupted or truncated npz: {exc}") from None
-
-
-def _require(members: dict[str, np.ndarray], *names: str) -> None:
+def _require(members: dict[str, _NpyStream], *names: str) -> None:
     missing = [n for n in names if n not in members]
     if missing:
         raise DataError(f"npz has no {', '.join(repr(m) for m in missing)} member (not an imitation trajectory file)")
@@ -166,44 +250,181 @@ def _lengths_from_indices(indices: np.ndarray, steps: int) -> np.ndarray:
     return lengths
 
 
+class _Npz:
+    """An opened npz: every member's header parsed (`__init__`); then `check` reads the
+    per-trajectory members (`indices`, `terminal`) and `infos`, all checked against each other
+    before any step is used; then groups of trajectories are decoded in order: `submit` starts
+    inflating a group's rows (in two worker threads: ISA-L and zlib release the GIL), `build`
+    makes them a `SourceRead`."""
+
+    def __init__(self, path: Path):
+        with _npz_errors():
+            with zipfile.ZipFile(path) as zf:
+                infos = [info for info in zf.infolist() if info.filename.endswith(".npy")]
+            with open(path, "rb") as fh:
+                self.mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self.view = memoryview(self.mapped)
+        self.members: dict[str, _NpyStream] = {}
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        try:
+            with _npz_errors():
+                for info in infos:
+                    self.members[info.filename[: -len(".npy")]] = _NpyStream(self.view, info)
+        except BaseException:
+            self.close()
+            raise
+        self.source_bytes = sum(info.file_size for info in infos)  # what the members inflate to
+
+    def check(self) -> None:
+        """Read and check what describes the trajectories (DataError when inconsistent)."""
+        try:
+            with _npz_errors():
+                self._check()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check(self) -> None:
+        members = self.members
+        _require(members, "obs", "acts")
+        for name in ("obs", "acts", "rews"):
+            if name in members:
+                if not members[name].shape:
+                    raise DataError(f"{name} is a single value, not an array of steps")
+                storable_dtype(name, members[name].dtype)
+        self.steps = steps = members["acts"].shape[0]
+        if "rews" in members and members["rews"].shape[0] != steps:  # as the whole batch would say
+            raise DataError(f"{members['rews'].shape[0]} rewards for {steps} actions")
+        # Read whole: one entry per trajectory (what the chunks are cut by) or, for infos, a
+        # pickle, which only decodes whole.
+        if "indices" in members:  # N1
+            _require(members, "terminal")
+            self.lengths = _lengths_from_indices(members["indices"].whole(), steps)
+            terminal = members["terminal"].whole().reshape(-1)
+            if terminal.shape[0] != self.lengths.shape[0]:
+                raise DataError(f"terminal has {terminal.shape[0]} entries but indices describe {self.lengths.shape[0]} trajectories")
+            if members["obs"].shape[0] != steps + self.lengths.shape[0]:
+                raise DataError(
+                    f"obs has {members['obs'].shape[0]} rows but acts and indices imply {steps + self.lengths.shape[0]} "
+                    f"({steps} actions + one final observation for each of {self.lengths.shape[0]} trajectories)"
+                )
+            self.family = "N1"
+        else:  # N0: one trajectory; `terminal` (0-d) only from 2021
+            self.lengths = np.array([steps])
+            terminal = members["terminal"].whole().reshape(-1) if "terminal" in members else np.array([True])
+            if terminal.shape[0] != 1:
+                raise DataError(f"terminal has {terminal.shape[0]} entries for one trajectory")
+            if members["obs"].shape[0] != steps + 1:  # as the whole batch would say
+                raise DataError(
+                    f"observations/actions length mismatch: {members['obs'].shape[0]} observations for {steps} actions "
+                    f"in 1 episodes (expected {steps + 1})"
+                )
+            self.family = "N0"
+        if terminal.dtype != np.bool_:
+            raise DataError(f"terminal has dtype {terminal.dtype}, expected bool")
+        self.terminal = terminal
+        self.infos = _infos(members["infos"].whole() if "infos" in members else None, steps)
+        # Whether infos are kept is decided over the whole file, so every chunk has the same columns.
+        self.keep_infos = self.infos is not None and carries_infos(self.infos)
+
+    def submit(self, rows: dict[str, int]) -> dict[str, Future[np.ndarray]]:
+        """Start reading the next `rows[name]` rows of each step member present: obs (the
+        biggest) on one worker while the others go on the second. A member is a stream: the
+        next group is submitted only once this one's results are taken."""
+        return {name: self.pool.submit(self.members[name].rows, n) for name, n in rows.items() if name in self.members}
+
+    def group_rows(self, start: int, stop: int) -> dict[str, int]:
+        """Rows of each step member that trajectories `start` .. `stop` - 1 span."""
+        steps = int(self.lengths[start:stop].sum())
+        return {"obs": steps + stop - start, "acts": steps, "rews": steps}
+
+    def build(self, start: int, stop: int, reading: dict[str, Future[np.ndarray]]) -> SourceRead:
+        """Trajectories `start` .. `stop` - 1, once their rows (`submit`) are read."""
+        with _npz_errors():
+            arrays = {name: future.result() for name, future in reading.items()}
+        lengths = self.lengths[start:stop]
+        first_step = int(self.lengths[:start].sum())
+        infos = None if self.infos is None else self.infos[first_step : first_step + int(lengths.sum())]
+        return make_read(
+            f"imitation-npz-{self.family}",
+            obs=arrays["obs"],
+            acts=arrays["acts"],
+            lengths=lengths,
+            terminal=self.terminal[start:stop],
+            rews=arrays.get("rews"),
+            infos=infos,
+            source_bytes=self.source_bytes,
+            keep_infos=self.keep_infos,
+        )
+
+    def close(self) -> None:
+        if hasattr(self, "pool"):
+            self.pool.shutdown()
+        for member in self.members.values():
+            member.raw.release()
+        self.view.release()
+        try:
+            self.mapped.close()
+        except BufferError:  # a view still referenced by an exception's traceback: closed when collected
+            pass
+
+
+@contextlib.contextmanager
+def _npz_errors() -> Iterator[None]:
+    """What zipfile, the inflater and numpy's header parser raise on a bad file -> one DataError."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, _zlib.error, EOFError, OSError, ValueError, struct.error) as exc:
+        raise DataError(f"corrupted or truncated npz: {exc}") from None
+
+
 def read(path: Path) -> SourceRead:
-    """Read an N0 or N1 npz."""
-    members, inflated_bytes = _load_members(path)
-    _require(members, "obs", "acts")
-    obs, acts = members["obs"], members["acts"]
-    for name in ("obs", "acts", "rews"):
-        if name in members:
-            if members[name].ndim == 0:
-                raise DataError(f"{name} is a single value, not an array of steps")
-            storable_dtype(name, members[name].dtype)
-    steps = int(acts.shape[0])
-    if "indices" in members:  # N1
-        _require(members, "terminal")
-        lengths = _lengths_from_indices(members["indices"], steps)
-        terminal = members["terminal"].reshape(-1)
-        if terminal.shape[0] != lengths.shape[0]:
-            raise DataError(f"terminal has {terminal.shape[0]} entries but indices describe {lengths.shape[0]} trajectories")
-        if obs.shape[0] != steps + lengths.shape[0]:
-            raise DataError(
-                f"obs has {obs.shape[0]} rows but acts and indices imply {steps + lengths.shape[0]} "
-                f"({steps} actions + one final observation for each of {lengths.shape[0]} trajectories)"
-            )
-        family = "N1"
-    else:  # N0: one trajectory; `terminal` (0-d) only from 2021
-        lengths = np.array([steps])
-        terminal = members.get("terminal", np.array(True)).reshape(-1)
-        if terminal.shape[0] != 1:
-            raise DataError(f"terminal has {terminal.shape[0]} entries for one trajectory")
-        family = "N0"
-    if terminal.dtype != np.bool_:
-        raise DataError(f"terminal has dtype {terminal.dtype}, expected bool")
-    return make_read(
-        f"imitation-npz-{family}",
-        obs=obs,
-        acts=acts,
-        lengths=lengths,
-        terminal=terminal,
-        rews=members.get("rews"),
-        infos=_infos(members.get("infos"), steps),
-        source_bytes=inflated_bytes,
-    )
+    """Read an N0 or N1 npz: the one-chunk case of `read_chunks`. Every row of obs, acts and
+    rews is inflated (one call and one buffer per member) while `check` reads the rest."""
+    npz = _Npz(path)
+    try:
+        reading = npz.submit(
+            {name: member.shape[0] for name, member in npz.members.items() if name in ("obs", "acts", "rews") and member.shape}
+        )
+        npz.check()  # the step members' rows are then those of all trajectories
+        return npz.build(0, len(npz.lengths), reading)
+    finally:
+        npz.close()
+
+
+def read_chunks(path: Path) -> SourceChunks:
+    """The trajectories in groups of about CHUNK_BYTES inflated, each member inflated as a
+    stream (`_NpyStream`). The next group inflates while the current one is written, so memory
+    holds two groups' steps, plus the per-trajectory members and the infos (a pickle, decoded
+    whole)."""
+    npz = _Npz(path)
+    npz.check()
+    members = [npz.members[name] for name in ("obs", "acts", "rews") if name in npz.members]
+    step_bytes = sum(m.dtype.itemsize * int(np.prod(m.shape[1:], dtype=np.int64)) for m in members)
+    ranges = chunk_ranges(npz.lengths, step_bytes)
+    notes: list[str] = []
+
+    def chunks() -> Iterator[EpisodeBatch]:
+        try:
+            unknown = 0
+            reading = npz.submit(npz.group_rows(*ranges[0]))
+            for i, (start, stop) in enumerate(ranges):
+                current = reading
+                with _npz_errors():
+                    for future in current.values():
+                        future.result()  # this group's streams are done: the next may start
+                if i + 1 < len(ranges):
+                    reading = npz.submit(npz.group_rows(*ranges[i + 1]))
+                batch = npz.build(start, stop, current).batch
+                del current
+                unknown += int((~batch.termination_known).sum())
+                yield batch
+        finally:
+            npz.close()
+        note = termination_note(unknown, len(npz.lengths))
+        if note:
+            notes.append(note)
+
+    return SourceChunks(format=f"imitation-npz-{npz.family}", notes=notes, chunks=chunks(), total_transitions=npz.steps)
