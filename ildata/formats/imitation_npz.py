@@ -9,6 +9,10 @@ The files may be named `.pkl` (2022), so detection is by content. Members are re
 from the zip: numeric ones with `np.frombuffer`, the object `infos` member by parsing the
 `.npy` header here and feeding its pickle payload to the allow-list unpickler. `np.load` would
 need `allow_pickle=True` for that member, which would run any code the file names.
+
+`read_chunks` (what `ildata convert` uses) decodes a group of trajectories at a time: `obs`,
+`acts` and `rews` are inflated as streams, so memory holds a group's rows, not whole members.
+`read` is its one-group case, where each member is inflated in one call.
 """
 
 from __future__ import annotations
