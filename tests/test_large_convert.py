@@ -254,6 +254,23 @@ def test_cli_shard_size(tmp_path: Path) -> None:
     assert not (tmp_path / "zero").exists()
 
 
+def test_convert_imitation_hf_in_chunks_keeps_infos_found_only_in_later_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether infos are kept is decided for the whole source: episodes whose infos are all empty
+    in the first chunks and real in later ones convert in chunks as they do whole."""
+    episodes = make_episodes(LENGTHS * 2, act_dim=None)
+    for i, episode in enumerate(episodes):
+        episode.infos = [{} if i < 10 else {"speed": float(t)} for t in range(len(episode.acts))]
+    store = ildata.save(EpisodeBatch.from_episodes(episodes), tmp_path / "store")
+    ildata.convert(store.path, tmp_path / "hf", to="imitation")
+    whole = ildata.convert(tmp_path / "hf", tmp_path / "whole")
+    assert whole[15].infos[1] == {"speed": 1.0}
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 200)
+    assert len(list(read_source_chunks(tmp_path / "hf").chunks)) > 5
+    streamed = ildata.convert(tmp_path / "hf", tmp_path / "streamed")
+    assert streamed.fingerprint == whole.fingerprint
+    assert streamed[0].infos[0] == whole[0].infos[0] and streamed[15].infos[1] == {"speed": 1.0}
+
+
 def _assert_chunked_equals_whole(
     src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, shard_bytes: int = 700
 ) -> None:

@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 
 from ildata.episode import DataError, EpisodeBatch
 from ildata.formats import SourceChunks, SourceRead, chunk_ranges
-from ildata.formats.imitation_common import TRUNCATED_KEY, make_read, termination_note
+from ildata.formats.imitation_common import TRUNCATED_KEY, carries_infos, make_read, termination_note
 from ildata.fsutil import atomic_output, inside, require_regular_file
+from ildata.store.read import single_chunk
 
 if TYPE_CHECKING:
     from ildata.store import TrajectoryDataset
@@ -81,9 +82,14 @@ def read_chunks(path: Path) -> SourceChunks:
     files = _arrow_files(path)
     source_bytes = sum(file.stat().st_size for file in files)
     steps = 0
+    keep_infos = False
     for file in files:  # the totals, from the list offsets alone (validated per shard below)
         table = _read_shard(file)
         steps += int(_list_lengths(table, "acts").sum())
+        # Whether infos are kept is decided once for the whole source (from each shard's distinct
+        # info strings), so every chunk has the same columns.
+        if not keep_infos and "infos" in table.column_names and table.num_rows:
+            keep_infos = _carries_infos(_steps(table, "infos")[1])
     notes: list[str] = []
 
     def chunks() -> Iterator[EpisodeBatch]:
@@ -94,7 +100,8 @@ def read_chunks(path: Path) -> SourceChunks:
                 continue
             lengths = _list_lengths(table, "acts")
             for start, stop in chunk_ranges(lengths, table.nbytes / max(1, int(lengths.sum()))):
-                batch = source_from_imitation_table(table.slice(start, stop - start), source_bytes=source_bytes).batch
+                piece = table.slice(start, stop - start)
+                batch = source_from_imitation_table(piece, source_bytes=source_bytes, keep_infos=keep_infos).batch
                 unknown += int((~batch.termination_known).sum())
                 episodes += batch.num_episodes
                 yield batch
@@ -122,7 +129,7 @@ def _list_lengths(table: pa.Table, name: str) -> np.ndarray:
 def _steps(table: pa.Table, name: str) -> tuple[np.ndarray, pa.Array]:
     """A list-per-trajectory column -> (items per trajectory, all items concatenated)."""
     column = table.column(name)
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    array = single_chunk(column)
     if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type)):
         raise DataError(f"column {name!r} has type {array.type}, expected a list per trajectory")
     if array.null_count:
@@ -173,6 +180,14 @@ def _decode_info(text: str | None) -> Any:
         raise DataError(f"an info's JSON is nested too deeply to decode ({len(text)} characters)") from None
 
 
+def _carries_infos(values: pa.Array) -> bool:
+    """Whether per-step infos hold anything besides empty dicts and the truncation flag, from
+    their distinct strings."""
+    if values.null_count == len(values) or pc.all(pc.equal(values, EMPTY_INFO)).as_py():
+        return False
+    return carries_infos([_decode_info(s) for s in values.unique().to_pylist()])
+
+
 def _infos(values: pa.Array) -> list[Any] | None:
     """Per-step jsonpickle strings -> decoded infos, or None when every step is `"{}"`."""
     if values.null_count == len(values) or pc.all(pc.equal(values, EMPTY_INFO)).as_py():
@@ -183,10 +198,13 @@ def _infos(values: pa.Array) -> list[Any] | None:
     return [decoded[i] for i in encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
 
 
-def source_from_imitation_table(table: pa.Table, fmt: str = FORMAT, *, source_bytes: int | None = None) -> SourceRead:
+def source_from_imitation_table(
+    table: pa.Table, fmt: str = FORMAT, *, source_bytes: int | None = None, keep_infos: bool | None = None
+) -> SourceRead:
     """One row per trajectory (imitation's HF/Hub layout) -> a `SourceRead`; the table must be
     validated (`validate(full=True)`) when it comes from an untrusted file. `source_bytes`, the
-    size it was read from (default: the table's), bounds what its infos may expand to."""
+    size it was read from (default: the table's), bounds what its infos may expand to;
+    `keep_infos`: decided for the whole source when this table is one chunk of it."""
     missing = [c for c in ("obs", "acts", "terminal") if c not in table.column_names]
     if missing:
         raise DataError(f"no {', '.join(map(repr, missing))} column: not an imitation trajectory table")
@@ -210,6 +228,8 @@ def source_from_imitation_table(table: pa.Table, fmt: str = FORMAT, *, source_by
                 rews = _to_numpy(name, values)
             else:
                 infos = _infos(values)
+    if keep_infos and infos is None:  # this chunk's infos are all empty, others' are not
+        infos = [{}] * int(lengths.sum())
     terminal = table.column("terminal")
     if not pa.types.is_boolean(terminal.type) or terminal.null_count:
         raise DataError(f"column 'terminal' has type {terminal.type} with {terminal.null_count} missing, expected bool")
@@ -222,6 +242,7 @@ def source_from_imitation_table(table: pa.Table, fmt: str = FORMAT, *, source_by
         rews=rews,
         infos=infos,
         source_bytes=table.nbytes if source_bytes is None else source_bytes,
+        keep_infos=keep_infos,
     )
 
 

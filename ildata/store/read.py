@@ -72,11 +72,18 @@ def _flat_numpy(array: pa.Array) -> np.ndarray:
     return values
 
 
+def single_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as one array: its only chunk as it is (pyarrow's `combine_chunks` copies even
+    then), else the chunks concatenated."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Inverse of `write.to_arrow`; zero-copy (a read-only view) for a single-chunk numeric column
     without nulls, whatever its nesting of fixed-size lists."""
-    if isinstance(array, pa.ChunkedArray):
-        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
+    array = single_chunk(array)
     shape: list[int] = [len(array)]
     while pa.types.is_fixed_size_list(array.type):
         shape.append(array.type.list_size)

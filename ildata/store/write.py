@@ -33,6 +33,7 @@ from ildata.store.layout import (
     Provenance,
     Totals,
 )
+from ildata.store.read import single_chunk
 
 if TYPE_CHECKING:
     from gymnasium import Space
@@ -143,7 +144,7 @@ def _episode_bytes(table: pa.Table, lengths: np.ndarray) -> np.ndarray:
     width = sum(_row_width(f.type) for f in table.schema if f.name != layout.INFOS)
     sizes = lengths.astype(np.int64) * width
     if layout.INFOS in table.column_names:
-        infos = table.column(layout.INFOS).combine_chunks()  # one chunk already: no copy
+        infos = single_chunk(table.column(layout.INFOS))
         offsets = np.frombuffer(infos.buffers()[1], dtype=np.int64)[infos.offset : infos.offset + len(infos) + 1]
         bounds = np.concatenate([[0], np.cumsum(lengths)])
         sizes += offsets[bounds[1:]] - offsets[bounds[:-1]] + 8 * lengths
@@ -213,7 +214,7 @@ class _ShardPacker:
             return
         pieces, self.pending, self.pending_bytes = self.pending, [], 0
         names = pieces[0].column_names
-        columns = [[p.column(i).combine_chunks() for p in pieces] for i in range(len(names))]  # one chunk each: no copy
+        columns = [[single_chunk(p.column(i)) for p in pieces] for i in range(len(names))]
         del pieces
         merged = []
         for i in range(len(names)):  # several pieces: one copy, column by column, releasing each column's pieces
