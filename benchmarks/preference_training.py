@@ -61,7 +61,7 @@ def plain_pytorch(x: torch.Tensor, labels: torch.Tensor, epochs: int, batch_size
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def per_pair_loop(x: torch.Tensor, labels: torch.Tensor, batch_size: int) -> None:
