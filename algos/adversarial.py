@@ -24,7 +24,8 @@ of the absorbing steps it enters by terminating).
 
 Reward normalisation (`reward_normalization`) is applied to the reward the learner sees (imitation
 1.0.1's GAIL path bypassed its normaliser): running statistics of the learner's raw rewards,
-updated once per round, frozen in between, saved with the run. The discriminator's *input*
+updated once per round, frozen in between, saved with the run. A fresh learner on a saved reward
+(`reward_from`) is paid it normalised the same way (running statistics, updated every step). The discriminator's *input*
 normaliser (`disc_input_norm`) holds the demonstrations' statistics by default: running statistics
 of the learner's own states (which drift without bound on seals/CartPole once the pole falls)
 squeeze every expert state into one point and made GAIL collapse (RESULTS-adversarial.md).
@@ -638,8 +639,18 @@ class AdversarialTrainer(Algorithm):
             if log is not None:
                 log(int(budget.used), dict(last))
 
+        # Paid normalised as the adversarial learner was (`reward_normalization`; running moments of
+        # the paid reward, updated every step as SB3's VecNormalize does). Raw, AIRL's g is -10 to
+        # -1000s on the states a fresh PPO visits first (a fallen pole, a drifting cart): the value
+        # loss on such returns dominates the gradient-norm clip SB3's PPO applies to policy and value
+        # together, and the policy barely moves (seals/CartPole: 0.03 normalised after 200k env
+        # steps raw, 1.00 normalised; RESULTS-adversarial.md).
+        moments = RunningMoments()
+
         def paid(obs: Obs, acts: np.ndarray, next_obs: Obs, terminated: np.ndarray) -> np.ndarray:
-            return np.asarray(reward(obs, acts, next_obs), dtype=np.float32)
+            raw = np.asarray(reward(obs, acts, next_obs), dtype=np.float64)
+            moments.update(raw)
+            return moments.apply(raw, self.config.reward_normalization).astype(np.float32)
 
         self.learner = make_learner(self.learner_cfg, RewardVecEnvWrapper(venv, paid), seed=self.seed, log=forward)
         self.learner.learn(self.config.total_timesteps)

@@ -74,7 +74,7 @@ def run_row(name: str, seeds: list[int], ref_episodes: int) -> dict[str, Any]:
 
     recipe_path, overrides = ROWS[name]
     sets = [f"config.{k}={json.dumps(v)}" for k, v in overrides.items()]  # JSON is YAML (None -> null)
-    scores, steps, walls = [], [], []
+    scores, steps, walls, transfers = [], [], [], []
     for seed in seeds:
         recipe = load_recipe(REPO / recipe_path, [*sets, f"seed={seed}"])
         prepared = prepare(recipe)
@@ -89,11 +89,14 @@ def run_row(name: str, seeds: list[int], ref_episodes: int) -> dict[str, Any]:
         if name == "airl-cartpole-500k":  # the reward transfers: a fresh PPO on the saved g
             with tempfile.TemporaryDirectory() as tmp:
                 prepared.algo.save(tmp)
-                fresh = load_recipe(REPO / "recipes/airl-cartpole.yaml", [f"config.reward_from={tmp}", "config.total_timesteps=200000"])
+                fresh = load_recipe(
+                    REPO / "recipes/airl-cartpole.yaml", [f"config.reward_from={tmp}", "config.total_timesteps=200000", f"seed={seed}"]
+                )
                 again = prepare(fresh)
                 again.algo.fit(again.dataset, env_id=again.env_id)
                 assert again.algo.policy is not None
                 transfer = evaluate(again.algo.policy, again.env_id or "", 20, seed=100_000)["mean"]
+                transfers.append(transfer)
                 print(f"  seed {seed}: fresh PPO on the saved reward_test: return {transfer:.1f}", flush=True)
         print(f"  {name} seed {seed}: return {ret:.1f}, {metrics['env_steps']:.0f} env steps, {walls[-1]:.0f} s", flush=True)
     env_id = prepare(load_recipe(REPO / recipe_path, sets)).env_id or ""
@@ -105,6 +108,9 @@ def run_row(name: str, seeds: list[int], ref_episodes: int) -> dict[str, Any]:
         expert_return = float(np.mean(returns)) if returns is not None else float("nan")
     normalised = (np.array(scores) - random_return) / (expert_return - random_return)
     low, high = bootstrap_ci(normalised)
+    if transfers:  # a fresh PPO (200k env steps) on each seed's saved reward_test
+        moved = (np.array(transfers) - random_return) / (expert_return - random_return)
+        print(f"  {name}: fresh PPO on the saved reward_test, normalised per seed {[round(float(s), 3) for s in moved]}", flush=True)
     return {
         "row": name,
         "score": float(normalised.mean()),

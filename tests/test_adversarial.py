@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 import yaml
 from support import DATASETS
 
@@ -22,7 +23,7 @@ from algos.adversarial import AdversarialTrainer, relabel_with_run
 from algos.airl import AIRL
 from algos.base import load_algorithm, seed_everything
 from algos.gail import GAIL
-from algos.online.reward_nets import ShapedRewardNet
+from algos.online.reward_nets import RunningNorm, ShapedRewardNet
 from algos.policies import evaluate
 from algos.recipe import build_dataclass
 from ildata.episode import Episode, EpisodeBatch
@@ -162,10 +163,12 @@ def test_discriminator_inputs_are_normalised_by_the_demonstrations(expert) -> No
     algo = make(GAIL, expert, total_timesteps=256, gradient_penalty=1.0, **TINY)
     algo.fit(expert, env_id=SEALS)
     norm = algo.net.norm
+    assert isinstance(norm, RunningNorm)
     np.testing.assert_allclose(norm.mean.numpy(), x.mean(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(norm.var.numpy(), np.maximum(x.var(0), 1e-4), rtol=1e-3, atol=1e-6)
     running = make(GAIL, expert, total_timesteps=256, disc_input_norm="running", **TINY)
     running.fit(expert, env_id=SEALS)
+    assert isinstance(running.net.norm, RunningNorm)
     assert not np.allclose(running.net.norm.mean.numpy(), x.mean(0), atol=1e-3)
 
 
@@ -259,6 +262,37 @@ def test_save_load_relabel_and_train_a_fresh_learner_on_the_saved_reward(expert,
     fresh = load_algorithm(tmp_path / "fresh")
     assert fresh.policy is not None and fresh.reward is not None
     np.testing.assert_array_equal(fresh.reward(tr.obs, tr.acts, tr.next_obs), algo.reward(tr.obs, tr.acts, tr.next_obs))
+
+
+@pytest.mark.parametrize("normalization", ["standard", "off"])
+def test_a_fresh_learner_on_a_saved_reward_is_paid_it_normalised(expert, tmp_path, normalization) -> None:
+    """AIRL's g is -100s on the states a fresh PPO visits first: paid raw, PPO never learned from it
+    (return 50 after 200k env steps vs 500 normalised; RESULTS-adversarial.md). Here a saved g made
+    1000x larger and shifted must reach the learner standardised (or exactly as saved, when off)."""
+    from algos.online.reward_nets import load_reward_net
+
+    algo = make(AIRL, expert, total_timesteps=256, **TINY)
+    algo.fit(expert, env_id=SEALS)
+    algo.save(tmp_path / "airl")
+    net = load_reward_net(tmp_path / "airl" / "reward_net")
+    last = net.mlp[-1]
+    assert isinstance(last, torch.nn.Linear)
+    with torch.no_grad():
+        last.weight.mul_(1000.0)
+        last.bias.mul_(1000.0).sub_(5000.0)
+    net.save(tmp_path / "airl" / "reward_net", overwrite=True)
+    fresh = make(AIRL, expert, total_timesteps=256, reward_from=str(tmp_path / "airl"), reward_normalization=normalization, **TINY)
+    fresh.fit(None, env_id=SEALS)
+    assert fresh.learner is not None and fresh.reward is not None
+    buffer = fresh.learner.model.rollout_buffer  # type: ignore[attr-defined]  # the last rollout: what the learner was paid
+    obs = buffer.observations.reshape(-1, 4)  # flattened env-major by SB3's training pass; rewards were not
+    paid = buffer.rewards.swapaxes(0, 1).reshape(-1)
+    raw = fresh.reward(obs, buffer.actions.reshape(-1).astype(np.int64), obs)  # g(s): s' unused
+    assert raw.mean() < -1000
+    if normalization == "off":
+        np.testing.assert_allclose(paid, raw, rtol=1e-5)
+    else:
+        assert abs(paid.mean()) < 3 and paid.std() < 3  # running moments, as SB3's VecNormalize: unit scale
 
 
 # ---------------------------------------------------------------------------------------------- bad input
