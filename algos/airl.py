@@ -3,7 +3,9 @@ f = g(s) + gamma * h(s') - h(s) (a `ShapedRewardNet`; h(s') is zeroed only when 
 terminated, never on a time limit). The learner is paid f (`policy_reward: f`, imitation's
 choice, leaving -log pi to the learner's entropy bonus) or the logit itself (`f-log_pi`).
 The reward kept after training (`reward_test`: relabelling, fresh learners) is g, the part
-meant to transfer. Everything else is `algos.adversarial`'s.
+meant to transfer; g(s) is sharply peaked on the demonstrations' states and -10 to -1000s off them,
+so a fresh learner is paid it normalised (`algos.adversarial`, `reward_from`). Everything else is
+`algos.adversarial`'s.
 """
 
 from __future__ import annotations
