@@ -414,6 +414,7 @@ def run(
     overwrite: bool = False,
     threads: int = 1,
     eval_episodes: int = 20,
+    tensorboard: bool = False,
     echo: Callable[[str], None] = print,
 ) -> Path:
     """Train without a recipe file: the same checks, run folder and evaluation as `ildata train`.
@@ -432,7 +433,14 @@ def run(
         config = cls.Config()
     elif not isinstance(config, cls.Config):
         raise DataError(f"config: expected {cls.Config.__name__} for algo {algo}, got {type(config).__name__}")
-    data: dict[str, Any] = {"algo": algo, "name": name, "seed": seed, "threads": threads, "eval": {"episodes": eval_episodes}}
+    data: dict[str, Any] = {
+        "algo": algo,
+        "name": name,
+        "seed": seed,
+        "threads": threads,
+        "eval": {"episodes": eval_episodes},
+        "tensorboard": tensorboard,
+    }
     if dataset is not None:
         data["dataset"] = str(Path(dataset).resolve())
     if env is not None:
