@@ -91,6 +91,8 @@ class AdversarialConfig:
     absorbing: bool = False  # DAC's absorbing-state fix for terminating envs / demonstrations
     bc_warm_start_steps: int = 0  # gradient steps of BC on the demonstrations before training; 0: off
     # Train a fresh learner on the saved reward of this run folder (a gail/airl run), no adversary.
+    # A sweep's configuration folder (`ildata sweep ... --out DIR`: DIR/<config>/) works too: each
+    # seed takes the reward its own seed learned (`seed-<n>/`).
     reward_from: str | None = field(default=None, metadata={"path": True})
     # `{algo: ppo | trpo | sac, ...}` in SB3's words (`rollout_steps` for n_steps), see algos.online.learners
     learner: dict[str, Any] = field(default_factory=default_learner)
@@ -265,12 +267,25 @@ class AdversarialTrainer(Algorithm):
             return None
         import torch
 
-        policy = self.learner.model.policy
         with torch.no_grad():
-            obs_t, _ = policy.obs_to_tensor(batch.obs)
-            acts_t = torch.as_tensor(batch.acts)
-            _, log_pi, _ = policy.evaluate_actions(obs_t, acts_t)  # type: ignore[operator]
+            log_pi = self.policy_log_prob(batch.obs, batch.acts)
         return log_pi.numpy().reshape(-1) * (1 - batch.absorbing)
+
+    def policy_log_prob(self, obs: np.ndarray, acts: np.ndarray) -> torch.Tensor:
+        """log pi(a|s) of the learner's policy for env-unit actions, differentiable: PPO/TRPO's
+        `evaluate_actions`; SAC's squashed Gaussian on the action scaled to [-1, 1] (tanh-corrected)."""
+        import torch
+
+        assert self.learner is not None
+        policy = self.learner.model.policy
+        obs_t, _ = policy.obs_to_tensor(obs)
+        if self.learner_cfg.algo == "sac":
+            scaled = np.clip(policy.scale_action(acts), -1 + 1e-6, 1 - 1e-6)
+            mean, log_std, kwargs = policy.actor.get_action_dist_params(obs_t)  # type: ignore[union-attr,operator]
+            dist = policy.actor.action_dist.proba_distribution(mean, log_std, **kwargs)  # type: ignore[union-attr,operator]
+            return dist.log_prob(torch.as_tensor(scaled, dtype=torch.float32))
+        _, log_pi, _ = policy.evaluate_actions(obs_t, torch.as_tensor(acts))  # type: ignore[operator]
+        return log_pi
 
     def raw_output(self, batch: TransitionBatch) -> np.ndarray:
         """The net's output (GAIL: the logit; AIRL: f) on numpy transitions, through its numpy path."""
@@ -343,7 +358,7 @@ class AdversarialTrainer(Algorithm):
         """Before training: the reward run to load, demonstrations' horizons, and the env's (a probe)."""
         cfg = self.config
         if cfg.reward_from is not None:
-            load_reward(cfg.reward_from, self.observation_space, self.action_space)
+            load_reward(cfg.reward_from, self.observation_space, self.action_space, seed=self.seed)
             return
         if dataset is None:
             raise DataError("dataset: adversarial imitation learns from demonstrations")
@@ -606,16 +621,7 @@ class AdversarialTrainer(Algorithm):
         loss = torch.zeros(())
         for _ in range(self.config.bc_warm_start_steps):
             batch = self._sample(demos, min(256, len(demos)))
-            obs_t, _ = policy.obs_to_tensor(batch.obs)
-            acts = batch.acts
-            if self.learner_cfg.algo == "sac":
-                scaled = np.clip(policy.scale_action(acts), -1 + 1e-6, 1 - 1e-6)
-                mean, log_std, kwargs = policy.actor.get_action_dist_params(obs_t)  # type: ignore[union-attr,operator]
-                dist = policy.actor.action_dist.proba_distribution(mean, log_std, **kwargs)  # type: ignore[union-attr,operator]
-                log_pi = dist.log_prob(torch.as_tensor(scaled, dtype=torch.float32))
-            else:
-                _, log_pi, _ = policy.evaluate_actions(obs_t, torch.as_tensor(acts))  # type: ignore[operator]
-            loss = -log_pi.mean()
+            loss = -self.policy_log_prob(batch.obs, batch.acts).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -628,7 +634,7 @@ class AdversarialTrainer(Algorithm):
         from algos.online.reward_wrapper import RewardVecEnvWrapper
 
         assert self.config.reward_from is not None
-        reward = load_reward(self.config.reward_from, self.observation_space, self.action_space)
+        reward = load_reward(self.config.reward_from, self.observation_space, self.action_space, seed=self.seed)
         self.reward = reward
         last: dict[str, float] = {}
 
@@ -702,7 +708,7 @@ class AdversarialTrainer(Algorithm):
             self.learner = Learner.load(run_dir / POLICY_DIR)
             self.policy = self.learner.policy
         if self.config.reward_from is not None:
-            self.reward = load_reward(self.config.reward_from, self.observation_space, self.action_space)
+            self.reward = load_reward(self.config.reward_from, self.observation_space, self.action_space, seed=self.seed)
 
 
 _HORIZON_FIX = (
@@ -773,11 +779,14 @@ class _RoundCallback:
         return RoundCallback()
 
 
-def load_reward(run_dir: str | Path, observation_space: gym.Space, action_space: gym.Space) -> Any:
-    """The saved reward of a run folder (`algos.base.load_algorithm(run_dir).reward`), spaces checked."""
+def load_reward(run_dir: str | Path, observation_space: gym.Space, action_space: gym.Space, *, seed: int | None = None) -> Any:
+    """The saved reward of a run folder (`algos.base.load_algorithm(run_dir).reward`), spaces checked.
+    With `seed`, a sweep's configuration folder holding `seed-<seed>/` stands for that run."""
     from algos.base import load_algorithm
     from ildata.spaces import space_to_dict
 
+    if seed is not None and (Path(run_dir) / f"seed-{seed}").is_dir():
+        run_dir = Path(run_dir) / f"seed-{seed}"
     try:
         algo = load_algorithm(run_dir)
     except DataError as exc:

@@ -371,6 +371,13 @@ def claim_folder(sweep: Sweep) -> None:
             before = json.loads(marker.read_text())
         except (OSError, ValueError):
             raise DataError(f"{SWEEP_FILE}: unreadable (not a sweep folder of ildata sweep)", subject=out) from None
+        changed = [key for key, value in record.items() if before.get(key) != value]
+        if changed == ["seeds"] and isinstance(before.get("seeds"), list):
+            # Each seed is a run folder of its own: other seeds extend the sweep (sweep.json lists all).
+            record["seeds"] = sorted({*before["seeds"], *record["seeds"]})
+            with atomic_output(marker, overwrite=True, folder=False) as tmp:
+                tmp.write_text(json.dumps(record, indent=2) + "\n")
+            return
         for key, value in record.items():
             if before.get(key) != value:
                 what = "the recipe file changed since" if key == "recipe_sha256" else f"{key} is {before.get(key)!r} there, {value!r} now"

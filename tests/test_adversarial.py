@@ -19,7 +19,7 @@ from support import DATASETS
 
 import ildata
 import ildata.cli
-from algos.adversarial import AdversarialTrainer, relabel_with_run
+from algos.adversarial import AdversarialTrainer, TransitionBatch, relabel_with_run
 from algos.airl import AIRL
 from algos.base import load_algorithm, seed_everything
 from algos.gail import GAIL
@@ -200,12 +200,16 @@ def test_airl_shaping_zeroes_the_next_potential_on_termination_only(expert) -> N
     np.testing.assert_allclose(f_minus.policy_reward(np.ones(3), np.full(3, -0.5)), np.full(3, 1.5))
 
 
-def test_trpo_and_sac_learners(expert, tmp_path) -> None:
+def test_trpo_learner(expert) -> None:
     algo = make(GAIL, expert, total_timesteps=128, n_envs=2, learner={"algo": "trpo", "rollout_steps": 32, "batch_size": 32})
     assert algo.fit(expert, env_id=SEALS)["env_steps"] == 128
+
+
+@pytest.mark.parametrize("cls", [GAIL, AIRL])
+def test_sac_learner(cls, tmp_path) -> None:
     pendulum = ildata.load(DATASETS / "pendulum-expert")
     sac = make(
-        GAIL,
+        cls,
         pendulum,
         total_timesteps=300,
         n_envs=1,
@@ -222,6 +226,14 @@ def test_trpo_and_sac_learners(expert, tmp_path) -> None:
     obs = np.asarray(pendulum.transitions().obs)[:16]
     assert again.policy is not None and sac.policy is not None
     np.testing.assert_array_equal(again.policy(obs), sac.policy(obs))
+    if cls is AIRL:  # the discriminator's log pi(a|s): SAC's own log-probability of the actions it samples
+        assert sac.learner is not None
+        policy = sac.learner.model.policy
+        with torch.no_grad():
+            scaled, expected = policy.actor.action_log_prob(torch.as_tensor(obs))
+        acts = policy.unscale_action(scaled.numpy())
+        batch = TransitionBatch(obs, acts, obs, np.zeros(16, np.float32), np.zeros(16, np.float32), np.zeros(16, np.float32))
+        np.testing.assert_allclose(sac.log_prob(batch), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_bc_warm_start_imitates_the_demonstrations_before_any_env_step(expert) -> None:
@@ -293,6 +305,25 @@ def test_a_fresh_learner_on_a_saved_reward_is_paid_it_normalised(expert, tmp_pat
         np.testing.assert_allclose(paid, raw, rtol=1e-5)
     else:
         assert abs(paid.mean()) < 3 and paid.std() < 3  # running moments, as SB3's VecNormalize: unit scale
+
+
+def test_reward_from_a_sweep_folder_takes_each_seeds_own_reward(expert, tmp_path) -> None:
+    """`reward_from: SWEEP/<config>` (what `ildata sweep` writes): seed n is paid the reward that
+    seed n learned, so a transfer sweep pairs every seed with its own AIRL run."""
+    tr = expert.transitions()
+    learned = {}
+    for seed in (0, 1):
+        algo = make(AIRL, expert, seed=seed, total_timesteps=128, **TINY)
+        algo.fit(expert, env_id=SEALS)
+        algo.save(tmp_path / "default" / f"seed-{seed}")
+        assert algo.reward is not None
+        learned[seed] = algo.reward(tr.obs, tr.acts, tr.next_obs)
+    assert not np.allclose(learned[0], learned[1])
+    for seed in (0, 1):
+        fresh = make(AIRL, expert, seed=seed, total_timesteps=64, reward_from=str(tmp_path / "default"), **TINY)
+        fresh.fit(None, env_id=SEALS)
+        assert fresh.reward is not None
+        np.testing.assert_array_equal(fresh.reward(tr.obs, tr.acts, tr.next_obs), learned[seed])
 
 
 # ---------------------------------------------------------------------------------------------- bad input

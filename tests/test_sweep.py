@@ -191,15 +191,18 @@ def test_bad_input_is_one_line_before_anything_runs(
     assert not out.exists()
 
 
-def test_rerun_with_other_arguments_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rerun_with_other_arguments_is_refused_but_more_seeds_are_added(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sweep"
     sweep = sw.plan_sweep(RECIPE, seeds=[0, 1], grid={}, overrides=TINY, out=out)
     sw.claim_folder(sweep)
-    code = main(["sweep", str(RECIPE), "--seeds", "0-2", *SETS, "--out", str(out)])
+    code = main(["sweep", str(RECIPE), "--seeds", "0-1", *SETS, "--set", "config.batch_size=16", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "this folder holds another sweep (seeds is [0, 1] there, [0, 1, 2] now)" in err
+    assert "this folder holds another sweep (set is " in err
     assert sorted(p.name for p in out.iterdir()) == ["sweep.json"]
+    # Seeds are runs of their own: asking for others adds them, and sweep.json lists them all.
+    sw.claim_folder(sw.plan_sweep(RECIPE, seeds=[2, 3], grid={}, overrides=TINY, out=out))
+    assert json.loads((out / "sweep.json").read_text())["seeds"] == [0, 1, 2, 3]
     missing = main(["sweep", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "x")])
     assert missing == 2 and "no such recipe file" in capsys.readouterr().err
 
