@@ -387,7 +387,7 @@ class AdversarialTrainer(Algorithm):
         venv = make_vec_env(self.env_id, cfg.n_envs, seed=self.seed)
         budget = StepBudget(venv, cfg.total_timesteps)
         if cfg.reward_from is not None:
-            return self._fit_reward_from(venv, budget, log)
+            return self._fit_reward_from(venv, budget, log, dataset)
         if dataset is None:
             raise DataError("dataset: adversarial imitation learns from demonstrations")
         self.check_horizons(dataset)
@@ -400,7 +400,8 @@ class AdversarialTrainer(Algorithm):
         self.pending_t: list[np.ndarray] = []
         self.pending_rewards: list[np.ndarray] = []
         wrapped = RewardVecEnvWrapper(venv, self._wrapper_reward, timesteps=True)
-        self.learner = make_learner(self.learner_cfg, wrapped, seed=self.seed)
+        real = self.demos.obs[self.demos.absorbing == 0] if self.learner_cfg.obs_norm else None
+        self.learner = make_learner(self.learner_cfg, wrapped, seed=self.seed, obs_stats=None if real is None else obs_statistics(real))
         self.optimizer = self._make_optimizer()
         metrics: dict[str, float] = {"env_steps": 0.0}
         if cfg.bc_warm_start_steps:
@@ -628,7 +629,7 @@ class AdversarialTrainer(Algorithm):
         return {"bc_warm_start_loss": float(loss.detach())}
 
     # ------------------------------------------------------------------ a fresh learner on a saved reward
-    def _fit_reward_from(self, venv: Any, budget: Any, log: LogFn | None) -> dict[str, float]:
+    def _fit_reward_from(self, venv: Any, budget: Any, log: LogFn | None, dataset: TrajectoryDataset | None) -> dict[str, float]:
         """Train a fresh learner from scratch on the `reward_test` of the run in `reward_from`."""
         from algos.online.learners import make_learner
         from algos.online.reward_wrapper import RewardVecEnvWrapper
@@ -658,7 +659,8 @@ class AdversarialTrainer(Algorithm):
             moments.update(raw)
             return moments.apply(raw, self.config.reward_normalization).astype(np.float32)
 
-        self.learner = make_learner(self.learner_cfg, RewardVecEnvWrapper(venv, paid), seed=self.seed, log=forward)
+        stats = obs_statistics(np.asarray(dataset.transitions().obs)) if dataset is not None and self.learner_cfg.obs_norm else None
+        self.learner = make_learner(self.learner_cfg, RewardVecEnvWrapper(venv, paid), seed=self.seed, log=forward, obs_stats=stats)
         self.learner.learn(self.config.total_timesteps)
         budget.check()
         self.policy = self.learner.policy
@@ -777,6 +779,12 @@ class _RoundCallback:
                     trainer.round_metrics()
 
         return RoundCallback()
+
+
+def obs_statistics(obs: np.ndarray, min_std: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (floored: a feature constant in the demonstrations) for `learner.obs_norm`."""
+    flat = np.asarray(obs, dtype=np.float64).reshape(len(obs), -1)
+    return flat.mean(0), np.maximum(flat.std(0), min_std)
 
 
 def load_reward(run_dir: str | Path, observation_space: gym.Space, action_space: gym.Space, *, seed: int | None = None) -> Any:

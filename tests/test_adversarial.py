@@ -26,7 +26,7 @@ from algos.gail import GAIL
 from algos.online.reward_nets import RunningNorm, ShapedRewardNet
 from algos.policies import evaluate
 from algos.recipe import build_dataclass
-from ildata.episode import Episode, EpisodeBatch
+from ildata.episode import DataError, Episode, EpisodeBatch
 from ildata.horizon import VariableHorizonError
 
 SEALS = "seals/CartPole-v0"
@@ -234,6 +234,31 @@ def test_sac_learner(cls, tmp_path) -> None:
         acts = policy.unscale_action(scaled.numpy())
         batch = TransitionBatch(obs, acts, obs, np.zeros(16, np.float32), np.zeros(16, np.float32), np.zeros(16, np.float32))
         np.testing.assert_allclose(sac.log_prob(batch), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_learner_obs_norm_holds_the_demonstrations_statistics_and_is_saved_with_the_policy(expert, tmp_path) -> None:
+    from algos.expert import Expert, ExpertConfig
+    from algos.online.learners import FixedObsNorm
+
+    algo = make(GAIL, expert, total_timesteps=128, n_envs=2, learner={**TINY["learner"], "obs_norm": True})
+    algo.fit(expert, env_id=SEALS)
+    assert algo.learner is not None
+    norms = [m for m in algo.learner.model.policy.modules() if isinstance(m, FixedObsNorm)]
+    obs = np.asarray(expert.transitions().obs)
+    assert norms and all(np.allclose(n.mean.numpy(), obs.mean(0), atol=1e-5) for n in norms)
+    assert all(np.allclose(n.std.numpy(), obs.std(0), rtol=1e-4) for n in norms)
+    algo.save(tmp_path / "run")
+    again = load_algorithm(tmp_path / "run")
+    assert again.policy is not None and algo.policy is not None
+    np.testing.assert_array_equal(again.policy(obs[:64]), algo.policy(obs[:64]))
+    # An algorithm without demonstrations cannot set it: one line naming the key, before training.
+    rl = Expert(
+        ExpertConfig(total_timesteps=64, learner={"algo": "ppo", "rollout_steps": 32, "obs_norm": True}),
+        observation_space=None,
+        action_space=None,
+    )
+    with pytest.raises(DataError, match="learner.obs_norm: this algorithm has no demonstrations"):
+        rl.fit(None, env_id=SEALS)
 
 
 def test_bc_warm_start_imitates_the_demonstrations_before_any_env_step(expert) -> None:

@@ -12,7 +12,9 @@ parameter names except one: SB3's `n_steps` (env steps per env between two updat
 is refused with its new name). How many env steps in all and in how many parallel envs are the
 algorithm's settings (`total_timesteps`, `n_envs`), not the learner's. `normalize_reward` (not an
 SB3 argument) scales the rewards the learner sees by a running std of returns (SB3's
-`VecNormalize`; its statistics are not saved). Budget contract: SB3 rounds `learn(total_timesteps)` *up* to whole units (an
+`VecNormalize`; its statistics are not saved). `obs_norm` (not an SB3 argument either) puts a fixed
+`(obs - mean) / std` layer in front of the policy and value nets, its statistics the demonstrations'
+(`make_learner(..., obs_stats=...)`) and saved with the weights. Budget contract: SB3 rounds `learn(total_timesteps)` *up* to whole units (an
 on-policy rollout of `rollout_steps * n_envs` env steps; an off-policy collection of
 `train_freq * n_envs`), so `learn(n)` runs the largest whole number of units that fits in n
 (`plan(n)` says how many steps that is; a budget below one unit takes no step and warns).
@@ -34,6 +36,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import KVWriter
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from algos.base import LogFn, quiet_import
@@ -72,6 +75,7 @@ class PPOConfig:
     target_kl: float | None = None
     net_arch: list[int] | None = None
     normalize_reward: bool = False
+    obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
 
     def __post_init__(self) -> None:
         _check_positive(self, "rollout_steps", "batch_size", "n_epochs")
@@ -94,6 +98,7 @@ class SACConfig:
     target_update_interval: int = 1
     net_arch: list[int] | None = None
     normalize_reward: bool = False
+    obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
 
     def __post_init__(self) -> None:
         _check_positive(self, "buffer_size", "batch_size", "train_freq")
@@ -120,6 +125,7 @@ class TRPOConfig:
     normalize_advantage: bool = True
     net_arch: list[int] | None = None
     normalize_reward: bool = False
+    obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
 
     def __post_init__(self) -> None:
         _check_positive(self, "rollout_steps", "batch_size")
@@ -145,6 +151,7 @@ class DQNConfig:
     max_grad_norm: float = 10.0
     net_arch: list[int] | None = None
     normalize_reward: bool = False
+    obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
 
     def __post_init__(self) -> None:
         _check_positive(self, "buffer_size", "batch_size", "train_freq")
@@ -204,21 +211,41 @@ class Learner:
 
     sb3_class: ClassVar[tuple[str, str]] = ("", "")  # (module, class)
 
-    def __init__(self, config: LearnerConfig, venv: VecEnv, *, seed: int = 0, log: LogFn | None = None) -> None:
+    def __init__(
+        self,
+        config: LearnerConfig,
+        venv: VecEnv,
+        *,
+        seed: int = 0,
+        log: LogFn | None = None,
+        obs_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.config = config
         self.venv = venv
         self.seed = seed
         self.log = log
-        kwargs = {k: v for k, v in asdict(config).items() if k not in ("algo", "net_arch", "normalize_reward")}
+        kwargs = {k: v for k, v in asdict(config).items() if k not in ("algo", "net_arch", "normalize_reward", "obs_norm")}
         if "rollout_steps" in kwargs:
             kwargs["n_steps"] = kwargs.pop("rollout_steps")
+        policy_kwargs: dict[str, Any] = {}
         if config.net_arch is not None:
-            kwargs["policy_kwargs"] = {"net_arch": list(config.net_arch)}
+            policy_kwargs["net_arch"] = list(config.net_arch)
+        if config.obs_norm:
+            if obs_stats is None:
+                raise DataError("learner.obs_norm: this algorithm has no demonstrations to take the statistics from")
+            if not isinstance(venv.observation_space, gym.spaces.Box):
+                raise DataError(f"learner.obs_norm: needs Box observations, got {venv.observation_space}")
+            policy_kwargs["features_extractor_class"] = FixedObsNorm
+        if policy_kwargs:
+            kwargs["policy_kwargs"] = policy_kwargs
         module, name = self.sb3_class
         policy = "MultiInputPolicy" if isinstance(venv.observation_space, gym.spaces.Dict) else "MlpPolicy"
         if config.normalize_reward:  # the learner sees scaled rewards; the stack below is unchanged
             venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=config.gamma)
         self.model: BaseAlgorithm = getattr(quiet_import(module), name)(policy, venv, seed=seed, device="cpu", verbose=0, **kwargs)
+        if obs_stats is not None and config.obs_norm:
+            for norm in (m for m in self.model.policy.modules() if isinstance(m, FixedObsNorm)):  # SAC: actor, critics, targets
+                norm.set_statistics(*obs_stats)
 
     @property
     def unit(self) -> int:
@@ -293,7 +320,9 @@ class Learner:
         config = learner_config(meta["config"])
         if venv is None:
             venv = make_vec_env(meta["env_id"], 1, seed=int(meta["seed"]))
-        learner = make_learner(config, venv, seed=int(meta["seed"]), log=log)
+        dim = int(np.prod(venv.observation_space.shape or ()))
+        placeholder = (np.zeros(dim), np.ones(dim)) if config.obs_norm else None  # the saved statistics replace it
+        learner = make_learner(config, venv, seed=int(meta["seed"]), log=log, obs_stats=placeholder)
         saved = torch.load(directory / PARAMS_FILE, weights_only=True)
         learner.model.set_parameters(saved["state_dicts"], exact_match=True, device="cpu")
         with torch.no_grad():
@@ -333,9 +362,41 @@ def learner_config(mapping: dict[str, Any]) -> LearnerConfig:
     return config
 
 
-def make_learner(config: LearnerConfig, venv: VecEnv, *, seed: int = 0, log: LogFn | None = None) -> Learner:
-    """The learner for `config.algo`, training in `venv` (a `make_vec_env` stack)."""
-    return LEARNERS[config.algo](config, venv, seed=seed, log=log)
+def make_learner(
+    config: LearnerConfig,
+    venv: VecEnv,
+    *,
+    seed: int = 0,
+    log: LogFn | None = None,
+    obs_stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Learner:
+    """The learner for `config.algo`, training in `venv` (a `make_vec_env` stack); `obs_stats`
+    (mean, std) for `config.obs_norm`."""
+    return LEARNERS[config.algo](config, venv, seed=seed, log=log, obs_stats=obs_stats)
+
+
+class FixedObsNorm(BaseFeaturesExtractor):
+    """Flatten, then `(obs - mean) / std` with statistics set once (the demonstrations') and kept as
+    buffers, so they are saved and loaded with the weights. SB3's `VecNormalize` keeps running
+    statistics in the env stack instead, which a saved policy would lose and which drift with the
+    learner's own states. Without it, MountainCar's velocity (|v| < 0.07) reaches PPO's net at a
+    hundredth of the position's scale."""
+
+    def __init__(self, observation_space: gym.spaces.Box) -> None:
+        dim = int(np.prod(observation_space.shape))
+        super().__init__(observation_space, dim)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set_statistics(self, mean: np.ndarray, std: np.ndarray) -> None:
+        with torch.no_grad():
+            self.mean.copy_(torch.as_tensor(np.asarray(mean, np.float32).reshape(-1)))
+            self.std.copy_(torch.as_tensor(np.asarray(std, np.float32).reshape(-1)))
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return (observations.flatten(1) - self.mean) / self.std
 
 
 @POLICY_LOADERS.register(POLICY_KIND)
