@@ -23,6 +23,7 @@ updates together), and env steps per second end to end.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import sys
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from algos import sweep as sw
+from ildata.episode import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS-online.md"
@@ -48,15 +50,19 @@ class Entry:
     recipe: str
     overrides: list[str] = field(default_factory=list)
     bar: float = 0.9
-    long: bool = False  # hours on 2 cores: run only when named with --only
+    long: bool = False  # minutes to hours on 2 cores: run only when named with --only
     # Bars on the last value of a metrics.csv column (mean over seeds), e.g. the learned reward's
     # held-out Pearson correlation with the true reward.
     metric_bars: dict[str, float] = field(default_factory=dict)
+    # Another entry whose saved rewards this one trains a fresh learner on (`config.reward_from`):
+    # seed n is paid the reward seed n of that entry learned. Run that entry first.
+    reward_from: str | None = None
+    why: str = ""  # what the row measures, printed under the table
 
 
-# PPO in place of gail-pendulum's SAC: rounds of one rollout (8 envs x 256 steps), 8 discriminator
-# updates per round, as in gail-cartpole.
-PPO_PENDULUM = "{algo: ppo, rollout_steps: 256, batch_size: 256, n_epochs: 10, learning_rate: 0.0003, gamma: 0.99}"
+# PPO in place of gail-pendulum's SAC, rl-baselines3-zoo's Pendulum-v1 settings without gSDE
+# (4 envs x 1024 steps, gamma 0.9, lr 1e-3): a round is one rollout, 8 discriminator updates.
+PPO_PENDULUM = "{algo: ppo, rollout_steps: 1024, batch_size: 64, n_epochs: 10, learning_rate: 0.001, gamma: 0.9}"
 
 ENTRIES: dict[str, Entry] = {
     "dagger-cartpole": Entry("recipes/dagger-cartpole.yaml", bar=0.95),
@@ -76,22 +82,52 @@ ENTRIES: dict[str, Entry] = {
         ],
         bar=0.95,
     ),
-    # Definitions of the long entries (hours on 2 cores; not run for RESULTS-online.md yet).
+    # ---- GAIL / AIRL (issue 9). The quality bars of section 3 are tests (tests/test_adversarial.py);
+    # these rows are section 4's benchmarks and the measured choices behind the defaults.
+    "gail-cartpole": Entry("recipes/gail-cartpole.yaml", bar=0.9, long=True, why="the test's bar, 200k env steps, BC warm start off"),
+    "gail-cartpole-learner-first": Entry(
+        "recipes/gail-cartpole.yaml", ["config.round_order=learner_first"], bar=0.9, long=True, why="imitation's round order"
+    ),
+    "gail-cartpole-bc-warm": Entry(
+        "recipes/gail-cartpole.yaml",
+        ["config.bc_warm_start_steps=1000", "config.total_timesteps=50000"],
+        bar=0.9,
+        long=True,
+        why="BC warm start, 50k env steps",
+    ),
+    "airl-cartpole": Entry("recipes/airl-cartpole.yaml", bar=0.5, long=True, why="the test's bar, 100k env steps"),
     "airl-cartpole-500k": Entry("recipes/airl-cartpole.yaml", ["config.total_timesteps=500000"], bar=0.9, long=True),
+    "airl-cartpole-500k-transfer": Entry(
+        "recipes/airl-cartpole.yaml",
+        ["config.total_timesteps=200000"],
+        bar=0.8,
+        long=True,
+        reward_from="airl-cartpole-500k",
+        why="a fresh PPO trained 200k env steps on each seed's saved AIRL reward_test g (no adversary)",
+    ),
     "gail-pendulum-ppo-500k": Entry(
         "recipes/gail-pendulum.yaml",
         [
             "config.total_timesteps=500000",
-            "config.n_envs=8",
+            "config.n_envs=4",
             "config.gen_steps_per_round=null",
             "config.disc_updates_per_round=8",
+            "config.reward_normalization=standard",
             f"config.learner={PPO_PENDULUM}",
         ],
         bar=0.8,
         long=True,
     ),
-    "gail-pendulum-sac-50k": Entry(
-        "recipes/gail-pendulum.yaml", ["config.total_timesteps=50000", "config.learner.algo=sac"], bar=0.8, long=True
+    "gail-pendulum-sac-50k": Entry("recipes/gail-pendulum.yaml", ["config.total_timesteps=50000"], bar=0.8, long=True),
+    "gail-mountaincar": Entry("recipes/gail-mountaincar.yaml", bar=0.9, long=True, why="seals/MountainCar-v0, the recipe's budget"),
+    "airl-mountaincar": Entry("recipes/airl-mountaincar.yaml", bar=0.63, long=True, why="seals/MountainCar-v0, the recipe's budget"),
+    # MuJoCo (pip install -e ".[mujoco]"): as many env steps as 30 minutes of one core allow, SAC.
+    # imitation 1.0.1's published ratios at 10M env steps on seals MuJoCo: GAIL 0.95, AIRL 0.63.
+    "gail-halfcheetah": Entry(
+        "recipes/gail-halfcheetah.yaml", bar=0.95, long=True, why="seals/HalfCheetah-v1, SAC, about 30 min of one core"
+    ),
+    "airl-halfcheetah": Entry(
+        "recipes/airl-halfcheetah.yaml", bar=0.63, long=True, why="seals/HalfCheetah-v1, SAC, about 30 min of one core"
     ),
     # Issue bar: >= 0.8 within 200,000 env steps and 1,000 comparisons; the recipe's 20,000 steps
     # reach it (SAC runs ~20 env steps/s on the shared 2 cores: 200,000 would take hours).
@@ -105,9 +141,14 @@ ENTRIES: dict[str, Entry] = {
     "prefs-cartpole-100k": Entry(
         "recipes/prefs-cartpole.yaml", ["config.total_timesteps=100000", "config.comparisons=500"], bar=0.95, long=True
     ),
-    # gail-mountaincar / airl-mountaincar (seals/MountainCar-v0): no MountainCar expert or
-    # demonstrations in datasets/ yet.
 }
+
+
+def entry_overrides(name: str, work: Path, episodes: int) -> list[str]:
+    """The entry's overrides, its evaluation episodes, and the sweep folder it takes rewards from."""
+    entry = ENTRIES[name]
+    extra = [f"config.reward_from={work / entry.reward_from / 'default'}"] if entry.reward_from else []
+    return [*entry.overrides, *extra, f"eval.episodes={episodes}"]
 
 
 NOTES = """\
@@ -139,7 +180,7 @@ def check_entries(names: list[str], seeds: list[int], episodes: int) -> None:
 
     for name in names:
         entry = ENTRIES[name]
-        overrides = [*entry.overrides, f"eval.episodes={episodes}"]
+        overrides = [*entry.overrides, f"eval.episodes={episodes}"]  # reward_from: that entry's runs may not exist yet
         sw.plan_sweep(ROOT / entry.recipe, seeds=seeds, grid={}, overrides=overrides, out=WORK / name)
         with quiet_third_party():
             prepared = prepare(load_recipe(ROOT / entry.recipe, overrides))
@@ -215,10 +256,23 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def measured_sweeps(work: Path) -> dict[str, sw.Sweep]:
+    """Every entry with a sweep folder under `work`, planned as it was run (its sweep.json's seeds
+    and overrides): the table covers everything measured so far, not only this invocation's runs."""
+    sweeps = {}
+    for name, entry in ENTRIES.items():
+        try:
+            record = json.loads((work / name / "sweep.json").read_text())
+            sweeps[name] = sw.plan_sweep(ROOT / entry.recipe, seeds=record["seeds"], grid={}, overrides=record["set"], out=work / name)
+        except (OSError, ValueError, KeyError, DataError):  # not run yet, or a recipe edited since: not listed
+            continue
+    return sweeps
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), help="entries to run (default: every entry not marked long)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (more than a previous run adds seeds)")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per run (and for the references)")
     parser.add_argument("--cpus", type=int, default=2, help="runs at a time (the local Ray's CPUs)")
     parser.add_argument("--work", type=Path, default=WORK, help="sweep folders, one per entry (rerun to resume)")
@@ -230,34 +284,40 @@ def main() -> int:
         check_entries(args.only or sorted(ENTRIES), seeds, args.episodes)
         return 0
     names = args.only or sorted(name for name, entry in ENTRIES.items() if not entry.long)
-    sweeps = {}
-    for name in names:
-        entry = ENTRIES[name]
-        overrides = [*entry.overrides, f"eval.episodes={args.episodes}"]
-        sweeps[name] = sw.plan_sweep(ROOT / entry.recipe, seeds=seeds, grid={}, overrides=overrides, out=args.work / name)
-        sw.claim_folder(sweeps[name])
     started = time.perf_counter()
-    results = sw.execute_runs([spec for s in sweeps.values() for spec in s.runs], cpus=args.cpus, echo=lambda line: print(line, flush=True))
+    results: list[sw.RunResult] = []
+    # Entries that train on another entry's rewards run after it.
+    for wave in ([n for n in names if not ENTRIES[n].reward_from], [n for n in names if ENTRIES[n].reward_from]):
+        sweeps = {}
+        for name in wave:
+            overrides = entry_overrides(name, args.work, args.episodes)
+            sweeps[name] = sw.plan_sweep(ROOT / ENTRIES[name].recipe, seeds=seeds, grid={}, overrides=overrides, out=args.work / name)
+            sw.claim_folder(sweeps[name])
+        ran = sw.execute_runs([spec for s in sweeps.values() for spec in s.runs], cpus=args.cpus, echo=lambda line: print(line, flush=True))
+        results += ran
+        for sweep in sweeps.values():
+            summary = sw.summarize(sweep)
+            summary["failed_runs"] = sw.failed_runs([r for r in ran if r.spec in sweep.runs])
+            sw.write_summary(sweep, summary)
     elapsed = time.perf_counter() - started
-    for sweep in sweeps.values():
-        summary = sw.summarize(sweep)
-        summary["failed_runs"] = sw.failed_runs([r for r in results if r.spec in sweep.runs])
-        sw.write_summary(sweep, summary)
-    rows = [entry_row(name, sweep) for name, sweep in sweeps.items()]
+    measured = measured_sweeps(args.work)
+    rows = [entry_row(name, sweep) for name, sweep in measured.items()]
     text = table(rows)
     print(text)
     print(f"{len(results)} runs in {elapsed:.0f} s on {args.cpus} CPUs")
     header = (
         "# Online imitation benchmarks\n\n"
-        f"`python benchmarks/online.py --only {' '.join(names)} --seeds {args.seeds} --episodes {args.episodes} --cpus {args.cpus}` "
-        f"on {platform.platform()}, {time.strftime('%Y-%m-%d')}: {len(results)} runs as Ray tasks in {elapsed:.0f} s. "
+        f"Rows: every entry of `benchmarks/online.py` measured so far (its sweep folder under {args.work.name}/); "
+        "rerun one with `python benchmarks/online.py --only ENTRY --seeds N --episodes 100 --cpus 2`. "
+        f"Table written on {platform.platform()}, {time.strftime('%Y-%m-%d')}, after `--only {' '.join(names)} --seeds {args.seeds}`. "
         "Wall time is `fit` alone (rollouts, labelling, store, learner updates); env steps/s is end to end over it. "
         f"imitation 1.0.1's DAgger: about {IMITATION_DAGGER_STEPS_PER_S:.0f} env steps/s on seals/CartPole on a 2-core "
         "machine (ONLINE-NOTES).\n\n"
     )
-    defined = [n for n in sorted(ENTRIES) if n not in names]
-    listed = f"\n\nEntries defined but not run here: {', '.join(defined)}.\n" if defined else "\n"
-    args.out.write_text(header + text + listed + "\n" + NOTES)
+    whys = "".join(f"- `{name}`: {ENTRIES[name].why}\n" for name in measured if ENTRIES[name].why)
+    defined = [n for n in ENTRIES if n not in measured]
+    listed = f"\n\nEntries defined but not measured: {', '.join(defined)}.\n" if defined else "\n"
+    args.out.write_text(header + text + listed + ("\nRows:\n\n" + whys if whys else "") + "\n" + NOTES)
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         print(f"run {r.spec.run_dir} failed: {r.error}", file=sys.stderr)

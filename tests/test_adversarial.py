@@ -205,25 +205,28 @@ def test_trpo_learner(expert) -> None:
     assert algo.fit(expert, env_id=SEALS)["env_steps"] == 128
 
 
-@pytest.mark.parametrize("cls", [GAIL, AIRL])
-def test_sac_learner(cls, tmp_path) -> None:
-    pendulum = ildata.load(DATASETS / "pendulum-expert")
+@pytest.mark.parametrize(
+    ("cls", "demos", "obs_norm"),
+    [(GAIL, "pendulum-expert", False), (AIRL, "pendulum-expert", False), (AIRL, "halfcheetah-expert", True)],  # seals MuJoCo
+)
+def test_sac_learner(cls, demos, obs_norm, tmp_path) -> None:
+    data = ildata.load(DATASETS / demos)
     sac = make(
         cls,
-        pendulum,
+        data,
         total_timesteps=300,
         n_envs=1,
         gen_steps_per_round=100,
         disc_updates_per_round=2,
         gradient_penalty=10.0,
-        learner={"algo": "sac", "learning_starts": 50, "batch_size": 32, "net_arch": [16]},
+        learner={"algo": "sac", "learning_starts": 50, "batch_size": 32, "net_arch": [16], "obs_norm": obs_norm},
     )
     rows: list[dict[str, float]] = []
-    metrics = sac.fit(pendulum, env_id="Pendulum-v1", log=lambda s, m: rows.append(m))
+    metrics = sac.fit(data, env_id=data.env_id, log=lambda s, m: rows.append(m))
     assert metrics["env_steps"] <= 300 and sum("disc_loss" in m for m in rows) >= 2
     sac.save(tmp_path / "run")
     again = load_algorithm(tmp_path / "run")
-    obs = np.asarray(pendulum.transitions().obs)[:16]
+    obs = np.asarray(data.transitions().obs)[:16]
     assert again.policy is not None and sac.policy is not None
     np.testing.assert_array_equal(again.policy(obs), sac.policy(obs))
     if cls is AIRL:  # the discriminator's log pi(a|s): SAC's own log-probability of the actions it samples

@@ -24,6 +24,7 @@ from ildata.episode import DataError
 BARS: dict[str, list[tuple[str, float]]] = {
     "cartpole-ppo": [("seals/CartPole-v0", 499.9), ("CartPole-v1", 499.9)],
     "pendulum-sac": [("Pendulum-v1", -250.0)],
+    "mountaincar-dqn": [("seals/MountainCar-v0", -130.0)],
 }
 
 
@@ -44,9 +45,9 @@ def test_shipped_expert_loads_by_name_and_scores(name: str) -> None:
 
 
 def test_shipped_experts_are_small() -> None:
-    for name in shipped_experts():
+    for name in shipped_experts():  # the largest: mountaincar-dqn, rl-zoo's 256x256 Q-net + target + Adam state (1.1 MB)
         size = sum(p.stat().st_size for p in (EXPERTS_DIR / name).iterdir())
-        assert size < 1_000_000, name
+        assert size < 1_500_000, name
 
 
 def test_unknown_expert_name_lists_the_shipped_ones() -> None:
@@ -112,7 +113,7 @@ def test_direct_deterministic_actions_equal_sb3_predict(name: str) -> None:
     """SB3Policy computes deterministic actions from the network's modules (no distribution object
     per call); they must be exactly what SB3's own `predict` returns."""
     policy = load_policy(f"expert:{name}")
-    assert policy._direct is not None  # the fast path is taken for both shipped experts
+    assert policy._direct is not None  # the fast path is taken for every shipped expert
     space = policy.observation_space
     rng = np.random.default_rng(0)
     obs = rng.uniform(np.maximum(space.low, -3), np.minimum(space.high, 3), size=(64, *space.shape)).astype(space.dtype)
