@@ -503,6 +503,7 @@ class AdversarialTrainer(Algorithm):
             for norm in norms:
                 norm.eval()
                 norm.var.clamp_(min=min_var)
+                norm.frozen = True  # the demonstrations' statistics all run
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         import torch
@@ -524,9 +525,6 @@ class AdversarialTrainer(Algorithm):
         cfg = self.config
         n = cfg.demo_batch_size
         self.net.train()
-        if cfg.disc_input_norm == "expert":
-            for norm in self._input_norms():
-                norm.eval()  # frozen at the demonstrations' statistics
         stats: dict[str, float] = {}
         for _ in range(cfg.disc_updates_per_round):
             expert, gen = self._sample(self.demos, n), self._sample(gen_pool, n)
@@ -562,7 +560,14 @@ class AdversarialTrainer(Algorithm):
 
         alpha = torch.rand(n, 1)
         mixed = [(alpha * x[:n] + (1 - alpha) * x[n:]).requires_grad_(True) for x in feats[:3]]
-        out = self.net(*mixed, feats[3][n:])
+        norms = [(norm, norm.frozen) for norm in self._input_norms()]
+        for norm, _ in norms:
+            norm.frozen = True  # interpolations are not data: running statistics skip them
+        try:
+            out = self.net(*mixed, feats[3][n:])
+        finally:
+            for norm, was in norms:
+                norm.frozen = was
         grads = torch.autograd.grad(out.sum(), mixed, create_graph=True, allow_unused=True)  # unused: inputs the net ignores
         norm = torch.cat([g.reshape(n, -1) for g in grads if g is not None], dim=1).norm(dim=1)
         return ((norm - 1) ** 2).mean()

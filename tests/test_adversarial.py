@@ -166,10 +166,14 @@ def test_discriminator_inputs_are_normalised_by_the_demonstrations(expert) -> No
     assert isinstance(norm, RunningNorm)
     np.testing.assert_allclose(norm.mean.numpy(), x.mean(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(norm.var.numpy(), np.maximum(x.var(0), 1e-4), rtol=1e-3, atol=1e-6)
-    running = make(GAIL, expert, total_timesteps=256, disc_input_norm="running", **TINY)
+    running = make(GAIL, expert, total_timesteps=256, disc_input_norm="running", gradient_penalty=1.0, **TINY)
     running.fit(expert, env_id=SEALS)
     assert isinstance(running.net.norm, RunningNorm)
     assert not np.allclose(running.net.norm.mean.numpy(), x.mean(0), atol=1e-3)
+    # Running statistics count real inputs only: each update adds an expert and a learner batch,
+    # never the gradient penalty's interpolations between them.
+    updates = running.config.disc_updates_per_round * (256 // (2 * 32))  # rounds of one 2-env x 32-step rollout
+    assert float(running.net.norm.count) == updates * 2 * running.config.demo_batch_size
 
 
 def test_airl_shaping_zeroes_the_next_potential_on_termination_only(expert) -> None:

@@ -38,7 +38,9 @@ class RunningNorm(nn.Module):
     """(x - mean) / std with mean and variance accumulated over every training batch.
 
     Batches merge into the running moments exactly (Chan et al.'s parallel update), so the
-    result does not depend on how the data was split into batches.
+    result does not depend on how the data was split into batches. `frozen` stops the updates in
+    training mode too (statistics set once, or inputs that are not data, like a gradient
+    penalty's interpolations).
     """
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
@@ -50,6 +52,7 @@ class RunningNorm(nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("var", torch.ones(dim))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.frozen = False
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
@@ -67,7 +70,7 @@ class RunningNorm(nn.Module):
         self.count.copy_(total)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        if self.training and not self.frozen:
             self.update(x)
         return (x - self.mean) / torch.sqrt(self.var + self.eps)
 
