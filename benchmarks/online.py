@@ -64,6 +64,8 @@ class Entry:
 # PPO in place of gail-pendulum's SAC, rl-baselines3-zoo's Pendulum-v1 settings without gSDE
 # (4 envs x 1024 steps, gamma 0.9, lr 1e-3): a round is one rollout, 8 discriminator updates.
 PPO_PENDULUM = "{algo: ppo, rollout_steps: 1024, batch_size: 64, n_epochs: 10, learning_rate: 0.001, gamma: 0.9}"
+# ... and with gSDE, as rl-baselines3-zoo has it (sde_sample_freq 4).
+PPO_SDE_PENDULUM = PPO_PENDULUM.replace("}", ", use_sde: true, sde_sample_freq: 4}")
 
 ENTRIES: dict[str, Entry] = {
     "dagger-cartpole": Entry("recipes/dagger-cartpole.yaml", bar=0.95),
@@ -118,6 +120,20 @@ ENTRIES: dict[str, Entry] = {
         ],
         bar=0.8,
         long=True,
+    ),
+    "gail-pendulum-ppo-sde-500k": Entry(
+        "recipes/gail-pendulum.yaml",
+        [
+            "config.total_timesteps=500000",
+            "config.n_envs=4",
+            "config.gen_steps_per_round=null",
+            "config.disc_updates_per_round=8",
+            "config.reward_normalization=standard",
+            f"config.learner={PPO_SDE_PENDULUM}",
+        ],
+        bar=0.8,
+        long=True,
+        why="gail-pendulum-ppo-500k with gSDE exploration (rl-baselines3-zoo's Pendulum PPO)",
     ),
     "gail-pendulum-sac-50k": Entry("recipes/gail-pendulum.yaml", ["config.total_timesteps=50000"], bar=0.8, long=True),
     # seals/MountainCar-v0 and MuJoCo: no bar in the issue, scores reported for as many env steps as
@@ -179,6 +195,13 @@ Reading the table:
   epochs over each new round; imitation's DAgger also trains 4 epochs per round, but over all the
   data so far, after writing each episode to its own file and re-flattening every earlier round.
 - The machine is shared (2 cores, several engineers): wall times vary by up to 3x between seeds.
+- GAIL / AIRL rows: BC warm start off unless the entry says so. MountainCar's demonstrations come
+  from `expert:mountaincar-dqn`, HalfCheetah's from a SAC expert trained by
+  `recipes/expert-halfcheetah.yaml` (80k env steps, not shipped); both score against the returns
+  their datasets record. `published` is imitation 1.0.1's ratio of expert return at 10M env steps
+  on seals MuJoCo (ONLINE-NOTES), with experts trained far longer: it is read beside the score,
+  not as a bar. `-transfer` rows train a fresh PPO from scratch on the reward each seed of the
+  named entry saved (`config.reward_from`: that entry's sweep folder), with no adversary.
 """
 
 

@@ -208,10 +208,11 @@ LEARNER_CASES = [
     ("CartPole-v1", 2, PPOConfig(rollout_steps=32, batch_size=32, n_epochs=1), 150, 128),
     ("Pendulum-v1", 1, SACConfig(learning_starts=20, batch_size=16, train_freq=2, buffer_size=1000), 61, 60),
     ("CartPole-v1", 1, TRPOConfig(rollout_steps=64, batch_size=64, n_critic_updates=1), 150, 128),
+    ("Pendulum-v1", 2, PPOConfig(rollout_steps=32, batch_size=32, n_epochs=1, use_sde=True, sde_sample_freq=4), 150, 128),
 ]
 
 
-@pytest.mark.parametrize(("env_id", "num_envs", "config", "budget", "expected"), LEARNER_CASES, ids=["ppo", "sac", "trpo"])
+@pytest.mark.parametrize(("env_id", "num_envs", "config", "budget", "expected"), LEARNER_CASES, ids=["ppo", "sac", "trpo", "ppo-gsde"])
 def test_learner_budget_and_persistence(tmp_path: Path, env_id: str, num_envs: int, config: Any, budget: int, expected: int) -> None:
     logged: list[tuple[int, dict[str, float]]] = []
     venv = make_vec_env(env_id, num_envs, seed=0)
@@ -239,6 +240,8 @@ def test_learner_budget_and_persistence(tmp_path: Path, env_id: str, num_envs: i
     np.testing.assert_allclose(loaded.policy(obs[0]), learner.policy(obs)[0], rtol=1e-5)  # one observation too
     from_run_folder = load_policy(tmp_path / "learner", env_id=env_id)  # the `ildata eval` path
     np.testing.assert_array_equal(from_run_folder(obs), learner.policy(obs))
+    expected_actions, _ = learner.model.predict(obs, deterministic=True)  # the fast path is SB3's mode (gSDE too)
+    np.testing.assert_allclose(learner.policy(obs), expected_actions, rtol=1e-6, atol=1e-6)
 
 
 def test_one_online_round_learns_on_the_learned_reward_and_records_true_returns(tmp_path: Path) -> None:

@@ -73,6 +73,10 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     normalize_advantage: bool = True
     target_kl: float | None = None
+    # Generalized state-dependent exploration (Box actions): rl-baselines3-zoo's tuned PPO for
+    # Pendulum and MuJoCo uses it; sde_sample_freq -1 draws the noise matrix once per rollout.
+    use_sde: bool = False
+    sde_sample_freq: int = -1
     net_arch: list[int] | None = None
     normalize_reward: bool = False
     obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
