@@ -255,7 +255,7 @@ def entry_row(name: str, sweep: sw.Sweep) -> dict[str, object]:
         "iqm": config["score_iqm"],
         "interval": config["score_ci95"],
         "bar": bar,
-        "passed": None if bar is None else mean is not None and mean >= bar and metrics_pass,
+        "passed": None if bar is None or mean is None else mean >= bar and metrics_pass,
         "metrics": metrics,
         "env_steps": float(np.nanmean(steps)) if len(steps) else math.nan,
         "labels": float(np.nanmean([_last(run, "labelled_steps") for run in runs])) if runs else math.nan,
