@@ -66,6 +66,14 @@ class Entry:
 PPO_PENDULUM = "{algo: ppo, rollout_steps: 1024, batch_size: 64, n_epochs: 10, learning_rate: 0.001, gamma: 0.9}"
 # ... and with gSDE, as rl-baselines3-zoo has it (sde_sample_freq 4).
 PPO_SDE_PENDULUM = PPO_PENDULUM.replace("}", ", use_sde: true, sde_sample_freq: 4}")
+# gail-pendulum.yaml's SAC rounds turned into PPO's: 500k env steps, a round is one rollout.
+GAIL_PPO_PENDULUM = [
+    "config.total_timesteps=500000",
+    "config.n_envs=4",
+    "config.gen_steps_per_round=null",
+    "config.disc_updates_per_round=8",
+    "config.reward_normalization=standard",
+]
 
 ENTRIES: dict[str, Entry] = {
     "dagger-cartpole": Entry("recipes/dagger-cartpole.yaml", bar=0.95),
@@ -109,28 +117,11 @@ ENTRIES: dict[str, Entry] = {
         why="a fresh PPO trained 200k env steps on each seed's saved AIRL reward_test g (no adversary)",
     ),
     "gail-pendulum-ppo-500k": Entry(
-        "recipes/gail-pendulum.yaml",
-        [
-            "config.total_timesteps=500000",
-            "config.n_envs=4",
-            "config.gen_steps_per_round=null",
-            "config.disc_updates_per_round=8",
-            "config.reward_normalization=standard",
-            f"config.learner={PPO_PENDULUM}",
-        ],
-        bar=0.8,
-        long=True,
+        "recipes/gail-pendulum.yaml", [*GAIL_PPO_PENDULUM, f"config.learner={PPO_PENDULUM}"], bar=0.8, long=True
     ),
     "gail-pendulum-ppo-sde-500k": Entry(
         "recipes/gail-pendulum.yaml",
-        [
-            "config.total_timesteps=500000",
-            "config.n_envs=4",
-            "config.gen_steps_per_round=null",
-            "config.disc_updates_per_round=8",
-            "config.reward_normalization=standard",
-            f"config.learner={PPO_SDE_PENDULUM}",
-        ],
+        [*GAIL_PPO_PENDULUM, f"config.learner={PPO_SDE_PENDULUM}"],
         bar=0.8,
         long=True,
         why="gail-pendulum-ppo-500k with gSDE exploration (rl-baselines3-zoo's Pendulum PPO)",
