@@ -356,3 +356,8 @@ def test_shaped_reward_net_zeroes_next_potential_only_on_termination(tmp_path: P
         np.testing.assert_allclose(alive, net(*net.encode(obs, acts, next_obs, np.zeros(8))).numpy(), rtol=1e-4, atol=1e-5)
     net.save(tmp_path / "airl")
     np.testing.assert_allclose(load_reward_net(tmp_path / "airl").predict(obs, acts, next_obs, np.zeros(8)), alive, rtol=1e-6)
+
+
+def test_gsde_on_discrete_actions_is_a_config_error_not_a_crash() -> None:
+    with pytest.raises(DataError, match=r"learner.use_sde: gSDE needs continuous \(Box\) actions, the env has Discrete\(2\)"):
+        make_learner(PPOConfig(rollout_steps=32, use_sde=True), make_vec_env("CartPole-v1", 1, seed=0))

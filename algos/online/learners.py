@@ -234,6 +234,8 @@ class Learner:
         policy_kwargs: dict[str, Any] = {}
         if config.net_arch is not None:
             policy_kwargs["net_arch"] = list(config.net_arch)
+        if getattr(config, "use_sde", False) and not isinstance(venv.action_space, gym.spaces.Box):
+            raise DataError(f"learner.use_sde: gSDE needs continuous (Box) actions, the env has {venv.action_space}")
         if config.obs_norm:
             if obs_stats is None:
                 raise DataError("learner.obs_norm: this algorithm has no demonstrations to take the statistics from")
