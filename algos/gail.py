@@ -25,6 +25,9 @@ class GAILConfig(AdversarialConfig):
 
     reward_form: Literal["-log(1-D)", "logit"] = "-log(1-D)"
     disc_use_next_state: bool = False  # the discriminator sees (s, a), and s' when true
+    # False: D(s) (or D(s, s')), a state-only discriminator: it cannot tell the learner's
+    # exploration noise in a from the expert's actions, so its reward is about where the learner goes.
+    disc_use_action: bool = True
 
 
 @register("gail")
@@ -33,7 +36,9 @@ class GAIL(AdversarialTrainer):
     config: GAILConfig
 
     def build_net(self, observation_space: gym.Space, action_space: gym.Space) -> RewardNet:
-        cfg = RewardNetConfig(use_next_state=self.config.disc_use_next_state, hidden=tuple(self.config.disc_hidden))
+        cfg = RewardNetConfig(
+            use_action=self.config.disc_use_action, use_next_state=self.config.disc_use_next_state, hidden=tuple(self.config.disc_hidden)
+        )
         return RewardNet(observation_space, action_space, cfg)
 
     def disc_logits(self, feats: tuple[torch.Tensor, ...], log_pi: torch.Tensor | None) -> torch.Tensor:

@@ -176,6 +176,24 @@ def test_discriminator_inputs_are_normalised_by_the_demonstrations(expert) -> No
     assert float(running.net.norm.count) == updates * 2 * running.config.demo_batch_size
 
 
+def test_state_only_discriminator_pays_for_states_whatever_the_action(expert) -> None:
+    """`disc_use_action: false`: D(s) sees the state alone (normalised by the demonstrations'
+    state statistics), so two transitions that differ only in the action get the same reward."""
+    algo = make(GAIL, expert, total_timesteps=256, disc_use_action=False, **TINY)
+    algo.fit(expert, env_id=SEALS)
+    obs = np.array(expert.transitions().obs)
+    norm = algo.net.norm
+    assert isinstance(norm, RunningNorm) and norm.mean.shape == (obs.shape[1],)
+    np.testing.assert_allclose(norm.mean.numpy(), obs.mean(0), rtol=1e-4, atol=1e-5)
+    zeros = np.zeros(64, np.float32)
+    left = TransitionBatch(obs[:64], np.zeros(64, np.int64), obs[1:65], zeros, zeros, zeros)
+    right = TransitionBatch(obs[:64], np.ones(64, np.int64), obs[1:65], zeros, zeros, zeros)
+    np.testing.assert_array_equal(algo.learner_rewards(left)[1], algo.learner_rewards(right)[1])
+    with_action = make(GAIL, expert, total_timesteps=256, **TINY)
+    with_action.fit(expert, env_id=SEALS)
+    assert not np.allclose(with_action.learner_rewards(left)[1], with_action.learner_rewards(right)[1])
+
+
 def test_airl_shaping_zeroes_the_next_potential_on_termination_only(expert) -> None:
     import torch
 
