@@ -116,15 +116,22 @@ ENTRIES: dict[str, Entry] = {
         reward_from="airl-cartpole-500k",
         why="a fresh PPO trained 200k env steps on each seed's saved AIRL reward_test g (no adversary)",
     ),
-    "gail-pendulum-ppo-500k": Entry(
-        "recipes/gail-pendulum.yaml", [*GAIL_PPO_PENDULUM, f"config.learner={PPO_PENDULUM}"], bar=0.8, long=True
+    "gail-pendulum-ppo-500k": Entry("recipes/gail-pendulum-ppo.yaml", bar=0.8, long=True, why="state-only discriminator, PPO"),
+    # Session 4's GAIL + PPO settings, below the bar (RESULTS-adversarial.md): D(s, a), the
+    # discriminator of the SAC recipe (lr 3e-4, gradient penalty 10), gamma 0.9, no obs_norm.
+    "gail-pendulum-ppo-sa-500k": Entry(
+        "recipes/gail-pendulum.yaml",
+        [*GAIL_PPO_PENDULUM, f"config.learner={PPO_PENDULUM}"],
+        bar=None,
+        long=True,
+        why="D(s, a) with the SAC recipe's discriminator settings, gamma 0.9 (session 4: below 0.8)",
     ),
-    "gail-pendulum-ppo-sde-500k": Entry(
+    "gail-pendulum-ppo-sa-sde-500k": Entry(
         "recipes/gail-pendulum.yaml",
         [*GAIL_PPO_PENDULUM, f"config.learner={PPO_SDE_PENDULUM}"],
-        bar=0.8,
+        bar=None,
         long=True,
-        why="gail-pendulum-ppo-500k with gSDE exploration (rl-baselines3-zoo's Pendulum PPO)",
+        why="gail-pendulum-ppo-sa-500k with gSDE exploration (rl-baselines3-zoo's Pendulum PPO)",
     ),
     "gail-pendulum-sac-50k": Entry("recipes/gail-pendulum.yaml", ["config.total_timesteps=50000"], bar=0.8, long=True),
     # seals/MountainCar-v0 and MuJoCo: no bar in the issue, scores reported for as many env steps as
@@ -231,6 +238,7 @@ def entry_row(name: str, sweep: sw.Sweep) -> dict[str, object]:
     reports = [sw.read_eval(run) for run in runs]
     steps = np.array([_last(run, "env_steps") for run in runs])
     walls = np.array([float(r.get("train_seconds", math.nan)) for r in reports])
+    labels = np.array([_last(run, "labelled_steps") for run in runs])  # DAgger's; NaN for other algorithms
     first = reports[0] if reports else {}
     bar = ENTRIES[name].bar
     mean = config["score_mean"]
@@ -249,7 +257,7 @@ def entry_row(name: str, sweep: sw.Sweep) -> dict[str, object]:
         "passed": None if bar is None or mean is None else mean >= bar and metrics_pass,
         "metrics": metrics,
         "env_steps": float(np.nanmean(steps)) if len(steps) else math.nan,
-        "labels": float(np.nanmean([_last(run, "labelled_steps") for run in runs])) if runs else math.nan,
+        "labels": float(np.nanmean(labels)) if np.isfinite(labels).any() else math.nan,
         "wall": float(np.nanmean(walls)) if len(walls) else math.nan,
         "steps_per_s": float(np.nansum(steps) / np.nansum(walls)) if len(runs) else math.nan,
         "random": first.get("random_return"),
