@@ -116,7 +116,12 @@ ENTRIES: dict[str, Entry] = {
         reward_from="airl-cartpole-500k",
         why="a fresh PPO trained 200k env steps on each seed's saved AIRL reward_test g (no adversary)",
     ),
-    "gail-pendulum-ppo-500k": Entry("recipes/gail-pendulum-ppo.yaml", bar=0.8, long=True, why="state-only discriminator, PPO"),
+    "gail-pendulum-ppo-500k": Entry(
+        "recipes/gail-pendulum-ppo.yaml",
+        bar=0.8,
+        long=True,
+        why="D(s) (disc_use_action false), disc lr 1e-3 + gradient penalty 1, PPO gamma 0.99 + obs_norm",
+    ),
     # Session 4's GAIL + PPO settings, below the bar (RESULTS-adversarial.md): D(s, a), the
     # discriminator of the SAC recipe (lr 3e-4, gradient penalty 10), gamma 0.9, no obs_norm.
     "gail-pendulum-ppo-sa-500k": Entry(
