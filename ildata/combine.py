@@ -2,7 +2,7 @@
 
 The parts' memory-mapped tables become the chunks of one table (`pa.concat_tables` is
 zero-copy) and their episode tables one table with shifted row offsets; a subset of a part
-stays that subset. `ildata merge` (ildata/commands/merge.py) saves the result as a new store.
+stays that subset. `ildata merge` (ildata/cli/commands/merge.py) saves the result as a new store.
 """
 
 from __future__ import annotations

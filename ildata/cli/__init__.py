@@ -1,4 +1,4 @@
-"""The `ildata` command line. Each command lives in `ildata/commands/<name>.py`.
+"""The `ildata` command line. Each command lives in `ildata/cli/commands/<name>.py`.
 
 Command modules are imported only when their command runs (argparse needs their parsers, so
 `register` functions must import nothing heavy), which keeps `ildata --help` fast.
@@ -35,7 +35,7 @@ COMMANDS: tuple[str, ...] = (
 )
 
 # name -> command module (with `register(subparsers)`), imported on first use.
-REGISTRY: Registry[ModuleType] = Registry("command", tuple(f"ildata.commands.{name}" for name in COMMANDS), module_entries=True)
+REGISTRY: Registry[ModuleType] = Registry("command", tuple(f"ildata.cli.commands.{name}" for name in COMMANDS), module_entries=True)
 
 EXIT_DATA_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -98,7 +98,3 @@ def main(argv: list[str] | None = None) -> int:
         detail = printable(f"{type(exc).__name__}: {exc}")
         print(f"ildata: internal error: {detail} (rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL_ERROR
-
-
-if __name__ == "__main__":
-    sys.exit(main())
