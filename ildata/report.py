@@ -4,12 +4,13 @@ Works on a store (through `ildata.load`; per-feature statistics come from meta/s
 straight on any source `convert` reads, without writing anything. Episode-level numbers and
 per-step checks are vectorised numpy over the (memory-mapped) arrays: no polars import, which
 alone cost more than the rest of `ildata inspect`.
+
+How spaces are shown lives in ildata/space_display.py and `ildata list`'s discovery in
+ildata/catalog.py; both are re-exported here for callers of the old paths.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,27 @@ from typing import Any
 
 import numpy as np
 
+from ildata.catalog import DatasetEntry, disk_bytes, find_datasets, hub_cache_root, store_bytes
 from ildata.episode import DataError, flatten_obs
 from ildata.horizon import verdict
+from ildata.space_display import box_bounds, space_object, space_repr, space_text
 from ildata.stats import feature_stats, rollout_stats
+
+__all__ = [
+    "MAX_HISTOGRAM_BINS",
+    "Chunk",
+    "DatasetEntry",
+    "ReportInput",
+    "find_datasets",
+    "hub_cache_root",
+    "read_input",
+    "report",
+    "report_from",
+    "space_object",
+    "space_repr",
+    "space_text",
+    "store_bytes",
+]
 
 # Beyond this many distinct values an integer action space is not shown as a histogram.
 MAX_HISTOGRAM_BINS = 64
@@ -66,40 +85,14 @@ class ReportInput:
         return np.concatenate([acts for _, acts, _ in self.chunks()])
 
 
-def _disk_bytes(path: Path) -> int:
-    """Bytes of the regular files at or under `path` (symlinks are not followed out of it)."""
-    if not path.is_dir():
-        return path.stat().st_size
-    total = 0
-    for folder, _dirs, files in os.walk(path):
-        for name in files:
-            info = os.lstat(os.path.join(folder, name))
-            if stat.S_ISREG(info.st_mode):
-                total += info.st_size
-    return total
-
-
 def _obs_features(obs: Any) -> dict[str, np.ndarray]:
     return {("obs" if not k else f"obs.{k}"): v for k, v in flatten_obs(obs).items()}
-
-
-def store_bytes(root: Path, info: Mapping[str, Any]) -> int:
-    """Bytes of a store's own files, following links (a Hub cache snapshot links into its blobs)."""
-    from ildata.store import EPISODES_FILE, INFO_FILE, STATS_FILE
-
-    total = 0
-    for rel in [*info.get("data_files", []), EPISODES_FILE, STATS_FILE, INFO_FILE]:
-        try:
-            total += (root / rel).stat().st_size
-        except OSError:
-            continue
-    return total
 
 
 def _from_store(path: str | Path, env_id: str | None) -> ReportInput:
     """Through `ildata.load` (a folder or `hf://owner/name@rev`), whose structural checks make a
     damaged store a DataError."""
-    from ildata.store import load
+    from ildata.opener import load
 
     ds = load(path)
 
@@ -170,7 +163,7 @@ def _from_source(path: str | Path, env_id: str | None) -> ReportInput:
         env_id=source.env_id,
         feature_stats=None,
         spaces_inferred=source.observation_space is None or source.action_space is None,
-        disk_bytes=_disk_bytes(path),
+        disk_bytes=disk_bytes(path),
         provenance={"source_path": str(path), "source_format": source.format, "notes": source.notes} if source.notes else None,
     )
 
@@ -203,104 +196,6 @@ def _action_histogram(data: ReportInput) -> dict[str, int] | None:
     return {str(a): total[a] for a in sorted(total)}
 
 
-def space_repr(space: Mapping[str, Any]) -> str:
-    """gymnasium's `str(space)`, from the space's JSON layout: `inspect` of a store never imports
-    gymnasium (a tenth of its run time). Kept equal to gymnasium's by a test."""
-    kind = space["type"]
-    if kind == "Box":
-        low, high = _bounds(space)
-        return f"Box({_short_repr(low)}, {_short_repr(high)}, {tuple(space['shape'])}, {np.dtype(space['dtype'])})"
-    if kind == "Discrete":
-        start = int(space.get("start", 0))
-        return f"Discrete({int(space['n'])}{f', start={start}' if start else ''})"
-    if kind == "MultiDiscrete":
-        dtype = np.dtype(space.get("dtype", "int64"))
-        nvec = np.array(space["nvec"], dtype=dtype)
-        starts = np.broadcast_to(np.array(space.get("start", 0), dtype=dtype), nvec.shape)
-        return f"MultiDiscrete({nvec}{f', start={starts}' if starts.any() else ''})"
-    if kind == "MultiBinary":
-        n = space["n"]
-        return f"MultiBinary({n if isinstance(n, int) else tuple(n)})"
-    if kind == "Dict":
-        return "Dict(" + ", ".join(f"{k!r}: {space_repr(s)}" for k, s in space["subspaces"].items()) + ")"
-    if kind == "Tuple":
-        return "Tuple(" + ", ".join(space_repr(s) for s in space["subspaces"]) + ")"
-    return str(kind)
-
-
-def _num(value: float) -> float | str:
-    """A bound as JSON can hold it: infinities as strings, as the spaces' JSON layout does."""
-    return value if np.isfinite(value) else str(value)
-
-
-def space_object(space: Mapping[str, Any]) -> dict[str, Any]:
-    """A space for `inspect --json`: its kind, dtype, shape and bounds as JSON values (a Box's
-    bounds as one number when they are the same everywhere, which keeps image spaces small)."""
-    kind = space["type"]
-    if kind == "Box":
-        low, high = _bounds(space)
-        out: dict[str, Any] = {"type": "Box", "dtype": str(np.dtype(space["dtype"])), "shape": list(space["shape"])}
-        for name, bound in (("low", low), ("high", high)):
-            flat = bound.astype(np.float64).ravel()
-            uniform = flat.size > 0 and bool((flat == flat[0]).all())
-            out[name] = _num(float(flat[0])) if uniform else [_num(float(v)) for v in flat.tolist()]
-        return out
-    if kind in ("Dict", "Tuple"):
-        subspaces = space["subspaces"]
-        if kind == "Dict":
-            return {"type": kind, "subspaces": {k: space_object(s) for k, s in subspaces.items()}}
-        return {"type": kind, "subspaces": [space_object(s) for s in subspaces]}
-    return {k: v for k, v in space.items()}
-
-
-def _g(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def space_text(space: Mapping[str, Any], indent: str = "") -> str:
-    """A space for people: kind, dtype, shape and value ranges, one line per Dict/Tuple entry."""
-    kind = space["type"]
-    if kind == "Box":
-        low, high = (b.astype(np.float64).ravel() for b in _bounds(space))
-        head = f"Box {np.dtype(space['dtype'])} {tuple(space['shape'])}"
-        if low.size == 0:
-            return head
-        if (low == low[0]).all() and (high == high[0]).all():
-            return f"{head} in [{_g(low[0])}, {_g(high[0])}]"
-        if low.size <= 8:
-            return f"{head}: " + " ".join(f"[{_g(lo)}, {_g(hi)}]" for lo, hi in zip(low, high))
-        return f"{head}: low {_g(low.min())}..{_g(low.max())}, high {_g(high.min())}..{_g(high.max())}"
-    if kind == "Discrete":
-        start, n = int(space.get("start", 0)), int(space["n"])
-        return f"Discrete: {n} values ({start}..{start + n - 1})"
-    if kind == "MultiDiscrete":
-        return f"MultiDiscrete: {list(np.asarray(space['nvec']).ravel().tolist())} values per entry"
-    if kind == "MultiBinary":
-        return f"MultiBinary {space['n']}"
-    if kind in ("Dict", "Tuple"):
-        subspaces = space["subspaces"]
-        items = subspaces.items() if kind == "Dict" else enumerate(subspaces)
-        inner = indent + "  "
-        return kind + "".join(f"\n{inner}{k}: {space_text(s, inner)}" for k, s in items)
-    return str(kind)
-
-
-def _short_repr(array: np.ndarray) -> str:
-    if array.size and array.min() == array.max():
-        return str(array.min())
-    return str(array)
-
-
-def _bounds(space: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """A Box's (low, high) in its dtype; JSON writes infinities as strings, which float() reads."""
-    shape, dtype = tuple(space["shape"]), np.dtype(space["dtype"])
-
-    def bound(key: str) -> np.ndarray:
-        return np.array([float(v) for v in space[key]], dtype=np.float64).reshape(shape).astype(dtype)
-
-    return bound("low"), bound("high")
-
-
 def _out_of_space(values: np.ndarray, space: Mapping[str, Any]) -> int:
     """Number of steps whose value lies outside a Discrete, MultiDiscrete or Box space."""
     rows = values.reshape(values.shape[0], -1)
@@ -314,7 +209,7 @@ def _out_of_space(values: np.ndarray, space: Mapping[str, Any]) -> int:
         starts = np.broadcast_to(np.asarray(space.get("start", 0)), nvec.shape).reshape(1, -1)
         bad = ((rows < starts) | (rows >= starts + nvec.reshape(1, -1))).any(axis=1)
     elif kind == "Box":
-        low, high = _bounds(space)
+        low, high = box_bounds(space)
         bad = ((rows < low.reshape(1, -1)) | (rows > high.reshape(1, -1))).any(axis=1)
     else:
         return 0
@@ -406,158 +301,3 @@ def report_from(data: ReportInput, shown: str) -> dict[str, Any]:
         "horizon": verdict(data.lengths).to_dict(),
         "problems": _problems(data),
     }
-
-
-# --------------------------------------------------------------------------- `ildata list`
-
-
-@dataclass
-class DatasetEntry:
-    """One line of `ildata list`: what a dataset is, read from its metadata files only."""
-
-    name: str  # a path, `minari:NS/NAME-vN` or `hf://owner/name@commit`
-    kind: str  # "ildata", "minari", "hub ildata", "hub imitation"
-    path: str
-    episodes: int | None = None
-    steps: int | None = None
-    env_id: str | None = None
-    bytes: int = 0
-    problem: str | None = None  # why the counts are missing (unreadable metadata)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("name", "kind", "path", "episodes", "steps", "env_id", "bytes", "problem")}
-
-
-def hub_cache_root() -> Path:
-    """huggingface_hub's cache folder, by its own rules (HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE,
-    HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub), without importing huggingface_hub."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return cache / "huggingface" / "hub"
-
-
-def _store_entry(root: Path, name: str, kind: str = "ildata") -> DatasetEntry:
-    from ildata.store import read_info
-
-    entry = DatasetEntry(name=name, kind=kind, path=str(root))
-    try:
-        info = read_info(root)
-    except DataError as exc:
-        entry.problem = str(exc)
-        return entry
-    entry.episodes, entry.steps, entry.env_id = info.totals.episodes, info.totals.transitions, info.env_id
-    entry.bytes = store_bytes(root, {"data_files": info.data_files})
-    return entry
-
-
-def _minari_entry(root: Path, name: str) -> DatasetEntry:
-    import json
-
-    from ildata.formats.minari.metadata import data_dir, load_json
-
-    entry = DatasetEntry(name=name, kind="minari", path=str(root), bytes=_disk_bytes(root))
-    folder = data_dir(root)
-    try:
-        if folder is None:
-            raise DataError("no data/metadata.json")
-        meta = load_json(folder / "metadata.json")
-        if not isinstance(meta, dict):
-            raise DataError("metadata.json is not an object")
-        episodes, steps = meta.get("total_episodes"), meta.get("total_steps")
-        entry.episodes = episodes if isinstance(episodes, int) else None
-        entry.steps = steps if isinstance(steps, int) else None
-        spec = meta.get("env_spec")
-        spec = json.loads(spec) if isinstance(spec, str) else spec
-        entry.env_id = spec.get("id") if isinstance(spec, dict) and isinstance(spec.get("id"), str) else None
-    except (DataError, ValueError) as exc:
-        entry.problem = str(exc)
-    return entry
-
-
-def _classify(path: Path) -> str | None:
-    from ildata.formats.minari.metadata import sniff as is_minari
-    from ildata.store import is_store
-
-    if is_store(path):
-        return "ildata"
-    if is_minari(path):
-        return "minari"
-    return None
-
-
-def _folder_entries(folder: Path) -> list[DatasetEntry]:
-    """Datasets at `folder` itself, or one level below it."""
-    if not folder.is_dir():
-        raise DataError("no such folder", subject=folder)
-    candidates = [folder] if _classify(folder) else sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    entries = []
-    for path in candidates:
-        kind = _classify(path)
-        if kind == "ildata":
-            entries.append(_store_entry(path, str(path)))
-        elif kind == "minari":
-            entries.append(_minari_entry(path, str(path)))
-    return entries
-
-
-def _minari_root_entries() -> list[DatasetEntry]:
-    """Datasets under Minari's root: `NAME-vN` or `NAMESPACE/.../NAME-vN` folders holding data/."""
-    from ildata.formats.minari.metadata import minari_root
-
-    root = minari_root()
-    if not root.is_dir():
-        return []
-    entries = []
-    for folder, dirs, _files in os.walk(root):
-        path = Path(folder)
-        if (path / "data" / "metadata.json").is_file():
-            dirs.clear()
-            entries.append(_minari_entry(path, "minari:" + path.relative_to(root).as_posix()))
-        else:
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-    return entries
-
-
-def _hub_cache_entries() -> list[DatasetEntry]:
-    """Dataset snapshots in huggingface_hub's cache (`datasets--OWNER--NAME/snapshots/COMMIT`),
-    named by the refs pointing at them; read from the folder layout alone (no network)."""
-    from ildata.store import DATA_DIR, INFO_FILE
-
-    root = hub_cache_root()
-    if not root.is_dir():
-        return []
-    entries = []
-    for repo in sorted(root.glob("datasets--*--*")):
-        owner, _, name = repo.name[len("datasets--") :].partition("--")
-        refs: dict[str, list[str]] = {}
-        refs_dir = repo / "refs"
-        if refs_dir.is_dir():
-            for ref in sorted(p for p in refs_dir.rglob("*") if p.is_file()):
-                try:
-                    commit = ref.read_text().strip()
-                except OSError:
-                    continue
-                refs.setdefault(commit, []).append(ref.relative_to(refs_dir).as_posix())
-        snapshots = repo / "snapshots"
-        for snapshot in sorted(p for p in snapshots.iterdir() if p.is_dir()) if snapshots.is_dir() else []:
-            names = refs.get(snapshot.name) or [snapshot.name[:12]]
-            label = f"hf://{owner}/{name}@{names[0]}"
-            if (snapshot / INFO_FILE).is_file():
-                entries.append(_store_entry(snapshot, label, kind="hub ildata"))
-            elif any((snapshot / DATA_DIR).rglob("*.parquet")):
-                shards = list((snapshot / DATA_DIR).rglob("*.parquet"))
-                entries.append(DatasetEntry(label, "hub imitation", str(snapshot), bytes=sum(f.stat().st_size for f in shards)))
-    return entries
-
-
-def find_datasets(folders: list[Path] | tuple[Path, ...] = (), *, local: bool = True) -> list[DatasetEntry]:
-    """Datasets in `folders` (each a dataset or a folder of them) and, with `local`, in the local
-    Minari root and Hub cache. Reads metadata files only: fast on any size of data."""
-    entries = [entry for folder in folders for entry in _folder_entries(Path(folder))]
-    if local:
-        entries += _minari_root_entries() + _hub_cache_entries()
-    return entries

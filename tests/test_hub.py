@@ -1,5 +1,5 @@
 """Hub push/pull through the real huggingface_hub (and datasets) client code, over HTTP, against
-the Hub-compatible server in tests/hubserver.py on 127.0.0.1. Nothing here reaches the internet:
+the Hub-compatible server in tests/hubserver/ on 127.0.0.1. Nothing here reaches the internet:
 a socket guard refuses any connection that is not to the loopback address."""
 
 from __future__ import annotations

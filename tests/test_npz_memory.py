@@ -1,0 +1,121 @@
+"""`ildata convert` and `ildata inspect` of an imitation npz whose members inflate to much more
+than a memory-limited process has to spare.
+
+The limit is an address-space limit (RLIMIT_AS, what `ulimit -v` sets) in the child process,
+set above the address space the same command uses on a tiny file, since that baseline (thread
+arenas, Arrow's allocator) differs from machine to machine. Under it, `convert` must pick store
+shards small enough to write and then load the store (ildata/memory_limits.py); where memory
+really runs out, the answer is one line naming the source, exit 2, and no output left behind.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import LEGACY
+
+import ildata
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="address-space limits and /proc/self/status are Linux's")
+
+# The child: `limit` (0: none) as RLIMIT_AS, then the ildata CLI; with `limit` 0 it reports its
+# peak address space (VmPeak) on the last stderr line.
+CHILD = r"""
+import resource, sys
+limit = int(sys.argv[1])
+if limit:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from ildata.cli import main
+rc = main(sys.argv[2:])
+if not limit:
+    peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmPeak:"))
+    print(f"VmPeak {int(peak) * 1024}", file=sys.stderr)
+sys.exit(rc)
+"""
+
+STEPS, TRAJECTORIES, OBS_DIM = 2_400_000, 200, 60  # obs inflates to 576 MB; the store holds about 1.2 GB
+
+
+def _cli(limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", CHILD, str(limit), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> int:
+    """Peak address space of `convert` on a tiny npz: what any convert needs before its data."""
+    out = tmp_path_factory.mktemp("baseline") / "store"
+    done = _cli(0, "convert", str(LEGACY / "n1-cartpole-v1-final.npz"), str(out))
+    assert done.returncode == 0, done.stderr
+    return int(done.stderr.strip().splitlines()[-1].split()[1])
+
+
+@pytest.fixture(scope="module")
+def big_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid N1 npz (as `np.savez_compressed` writes it, at the fastest level) of zeros: a few
+    MB on disk, 600 MB once inflated."""
+    path = tmp_path_factory.mktemp("npz") / "big.npz"
+    arrays = {
+        "obs": np.zeros((STEPS + TRAJECTORIES, OBS_DIM), np.float32),  # untouched zero pages: no memory
+        "acts": np.zeros((STEPS, 1), np.float32),
+        "rews": np.zeros(STEPS, np.float32),
+        "indices": np.arange(1, TRAJECTORIES) * (STEPS // TRAJECTORIES),
+        "terminal": np.ones(TRAJECTORIES, dtype=bool),
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, array in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array)
+    return path
+
+
+def test_convert_and_inspect_fit_under_an_address_space_limit(baseline: int, big_npz: Path, tmp_path: Path) -> None:
+    # Room for the written store to be mapped once, but not for it to be held in memory besides:
+    # with one default-sized (4 GiB) shard, convert buffers the whole store and fails here.
+    limit = baseline + 1_600_000_000
+    out = tmp_path / "store"
+    converted = _cli(limit, "convert", str(big_npz), str(out))
+    assert converted.returncode == 0, converted.stderr
+    inspected = _cli(limit, "inspect", str(big_npz))
+    assert inspected.returncode == 0, inspected.stderr
+    assert "imitation-npz-N1" in inspected.stdout
+
+    ds = ildata.load(out)
+    assert len(ds) == TRAJECTORIES
+    assert ds.num_transitions == STEPS
+    assert ds.lengths.tolist() == [STEPS // TRAJECTORIES] * TRAJECTORIES
+    assert len(ds.info["data_files"]) > 1  # smaller shards than the default, chosen for the limit
+
+
+def test_running_out_of_memory_is_one_line_naming_the_source(baseline: int, big_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    done = _cli(baseline + 100_000_000, "convert", str(big_npz), str(out))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(big_npz) in lines[0] and "memory" in lines[0], done.stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left either
+
+
+def test_memory_error_while_writing_is_one_line_naming_the_source(tmp_path: Path) -> None:
+    """A MemoryError outside the readers' own guard (here from the statistics the store writer
+    computes) is the same one line and exit 2, and the half-written store is removed."""
+    child = (
+        "import sys, ildata.stats\n"
+        "def add(self, values):\n"
+        "    raise MemoryError\n"
+        "ildata.stats.FeatureStats.add = add\n"
+        "from ildata.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    source, out = LEGACY / "n1-cartpole-v1-final.npz", tmp_path / "store"
+    done = subprocess.run([sys.executable, "-c", child, "convert", str(source), str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"ildata: error: {source}: not enough memory to finish (this process reached its memory limit)"
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == []
