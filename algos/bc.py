@@ -10,6 +10,10 @@ actions. The deterministic head is a Gaussian whose std is fixed to 1, so its ne
 0.5 * squared error + const: plain regression, reported with the same metrics.
 
 `backend: d3rlpy` trains d3rlpy's `BC` / `DiscreteBC` on the same dataset instead.
+
+This file is the algorithm (config, training loop, checkpoints, persistence); the network and the
+closed-form loss terms are `algos.mlp_policy`, minibatches `algos.sampler`, the way to and from
+d3rlpy `algos.d3rlpy_adapter`.
 """
 
 from __future__ import annotations
@@ -21,15 +25,32 @@ from typing import Any, ClassVar, Literal, cast
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from algos.base import Algorithm, LogFn, quiet_import, register
-from algos.policies import POLICY_LOADERS, Policy, PolicyMeta, evaluate, load_policy, write_policy_meta
-from algos.sampler import Batch, TensorSampler, TransitionSampler, feature_dim, obs_features, space_leaves, to_tensors
-from ildata.episode import DataError, Obs, flatten_obs
+from algos.d3rlpy_adapter import D3rlpyPolicy, bc_config, d3rlpy_observation, to_mdp_dataset
+from algos.mlp_policy import WEIGHTS_FILE, MLPPolicy, PolicyNet, batch_terms, l2_norm, load_mlp_policy, resolve_head
+from algos.policies import POLICY_LOADERS, PolicyMeta, evaluate, load_policy, write_policy_meta
+from algos.sampler import Batch, TensorSampler, TransitionSampler, feature_dim, feature_moments, space_leaves, to_tensors
+from ildata.episode import DataError
 from ildata.store import TrajectoryDataset
 
-WEIGHTS_FILE = "weights.pt"
+# Names that moved to algos.mlp_policy, algos.sampler and algos.d3rlpy_adapter, importable from here as before.
+__all__ = [
+    "BC",
+    "BCConfig",
+    "D3rlpyPolicy",
+    "MLPPolicy",
+    "PolicyNet",
+    "batch_terms",
+    "d3rlpy_observation",
+    "feature_moments",
+    "l2_norm",
+    "load_d3rlpy_policy",
+    "load_mlp_policy",
+    "resolve_head",
+    "split_validation",
+]
+
 CHECKPOINT_DIR = "checkpoint"  # under `checkpoint_dir` (RUN.partial/): the last checkpoint (as DAgger's)
 CHECKPOINT_FILE = "bc_state.pt"
 METRIC_NAMES = ("loss", "neglogp", "entropy", "l2_norm", "prob_true_act")  # averaged over a row's steps
@@ -48,7 +69,7 @@ class BCConfig:
         "n_steps": "n_gradient_steps",
         "hidden": "hidden_sizes",
         "lr": "learning_rate",
-        "normalize_obs": "standardise",
+        "standardise": "normalize_obs",
     }
 
     backend: Literal["torch", "d3rlpy"] = "torch"
@@ -60,7 +81,7 @@ class BCConfig:
     learning_rate: float = 1e-3
     ent_weight: float = 1e-3
     l2_weight: float = 0.0
-    standardise: bool = False  # standardise features with the dataset's mean/std
+    normalize_obs: bool = False  # feed the network (features - mean) / std of the dataset's features
     log_interval: int = 500  # gradient steps between metric rows (metrics are averaged over them)
     rollout_interval: int = 0  # gradient steps between rollouts in the env during training; 0: none
     rollout_episodes: int = 5
@@ -87,150 +108,7 @@ class BCConfig:
             raise DataError("hidden_sizes: layer sizes must be positive")
 
 
-# ----------------------------------------------------------------------------- network
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
-def resolve_head(head: str, action_space: gym.Space) -> str:
-    """`auto` -> categorical for Discrete actions, gaussian for Box; reject mismatches."""
-    from gymnasium import spaces
-
-    discrete = isinstance(action_space, spaces.Discrete)
-    if not discrete and not isinstance(action_space, spaces.Box):
-        raise DataError(f"head: BC supports Discrete and Box actions, not {action_space}")
-    if head == "auto":
-        return "categorical" if discrete else "gaussian"
-    if (head == "categorical") != discrete:
-        raise DataError(f"head: {head} does not fit action space {action_space}")
-    return head
-
-
-class PolicyNet(nn.Module):
-    """MLP from features to logits (categorical) or action means (Gaussian)."""
-
-    obs_mean: torch.Tensor
-    obs_std: torch.Tensor
-
-    def __init__(self, in_dim: int, hidden_sizes: list[int], activation: str, head: str, out_dim: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = in_dim
-        for h in hidden_sizes:
-            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
-            width = h
-        layers.append(nn.Linear(width, out_dim))
-        self.mlp = nn.Sequential(*layers)
-        self.head = head
-        # SB3's DiagGaussian: one learned log std per action dimension, not state-dependent.
-        self.log_std = nn.Parameter(torch.zeros(out_dim), requires_grad=head == "gaussian")
-        self.register_buffer("obs_mean", torch.zeros(in_dim))
-        self.register_buffer("obs_std", torch.ones(in_dim))
-        # False while obs_mean/obs_std are the identity (BC without `standardise`): the training
-        # loop then skips two ops per step. A loaded net always applies them.
-        self.standardised = True
-
-    def distribution(self, features: torch.Tensor) -> torch.distributions.Distribution:
-        out = self.mlp((features - self.obs_mean) / self.obs_std)
-        if self.head == "categorical":
-            return torch.distributions.Categorical(logits=out)
-        return torch.distributions.Independent(torch.distributions.Normal(out, self.log_std.exp()), 1)
-
-
-def l2_norm(net: nn.Module) -> torch.Tensor:
-    """imitation's l2 term: half the sum of squared trainable weights."""
-    return sum((p.square().sum() for p in net.parameters() if p.requires_grad), torch.zeros(())) / 2
-
-
-HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
-
-
-def batch_terms(net: PolicyNet, obs: torch.Tensor, acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample log-probability of `acts`, and the batch's mean entropy, in closed form.
-
-    The same values as `net.distribution(obs).log_prob(acts)` / `.entropy().mean()`, without
-    building torch.distributions objects: at batch 32 every tensor op is ~5 us of overhead for
-    microseconds of arithmetic, so the loss is written with as few ops as it needs.
-    """
-    out = net.mlp((obs - net.obs_mean) / net.obs_std if net.standardised else obs)
-    if net.head == "categorical":
-        logp = torch.log_softmax(out, dim=-1)
-        return logp.gather(1, acts.unsqueeze(1)).squeeze(1), -(logp.exp() * logp).sum(-1).mean()
-    dims = out.shape[-1]
-    if net.head == "deterministic":  # std fixed to 1: log_std is a constant zero
-        log_prob = (acts - out).square().sum(-1).mul(-0.5).sub(HALF_LOG_2PI * dims)
-        return log_prob, torch.tensor((0.5 + HALF_LOG_2PI) * dims)
-    log_std_sum = net.log_std.sum()
-    z = (acts - out) * torch.exp(-net.log_std)
-    log_prob = z.square().sum(-1).mul(-0.5) - (log_std_sum + HALF_LOG_2PI * dims)
-    return log_prob, log_std_sum + (0.5 + HALF_LOG_2PI) * dims  # state-independent std
-
-
-# ----------------------------------------------------------------------------- policy
-
-
-class MLPPolicy(Policy):
-    """A trained `PolicyNet` as a callable: mode of the distribution, or a seeded sample."""
-
-    def __init__(
-        self, net: PolicyNet, observation_space: gym.Space, action_space: gym.Space, deterministic: bool = True, seed: int = 0
-    ) -> None:
-        super().__init__(observation_space, action_space, deterministic)
-        self.net = net.eval()
-        self.generator = torch.Generator().manual_seed(seed)
-
-    @torch.no_grad()
-    def act(self, obs: Obs) -> np.ndarray:
-        features = torch.from_numpy(obs_features(obs, self.observation_space))
-        if self.deterministic:
-            # The mode straight from the network: building a distribution object per call cost
-            # more than the forward pass itself in DAgger's per-step loop.
-            out = self.net.mlp((features - self.net.obs_mean) / self.net.obs_std)
-            if self.net.head == "categorical":
-                space = cast(gym.spaces.Discrete, self.action_space)
-                return out.argmax(1).numpy().astype(space.dtype) + space.start
-            box = cast(gym.spaces.Box, self.action_space)
-            return np.clip(out.numpy().reshape((-1, *box.shape)).astype(box.dtype), box.low, box.high)
-        dist = self.net.distribution(features)
-        if self.net.head == "categorical":
-            space = cast(gym.spaces.Discrete, self.action_space)
-            probs = cast(torch.distributions.Categorical, dist).probs
-            idx = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
-            return idx.numpy().astype(space.dtype) + space.start
-        box = cast(gym.spaces.Box, self.action_space)
-        base = cast(torch.distributions.Independent, dist).base_dist
-        action = base.loc
-        if self.net.head == "gaussian":
-            action = action + base.scale * torch.randn(action.shape, generator=self.generator)
-        out = action.numpy().reshape((-1, *box.shape)).astype(box.dtype)
-        return np.clip(out, box.low, box.high)
-
-
-@POLICY_LOADERS.register("mlp")
-def load_mlp_policy(policy_dir: Path, meta: PolicyMeta) -> MLPPolicy:
-    """Rebuild a saved BC policy from `policy.json` + `weights.pt` (a plain state dict)."""
-    arch = meta["architecture"]
-    net = PolicyNet(arch["in_dim"], arch["hidden_sizes"], arch["activation"], arch["head"], arch["out_dim"])
-    state = torch.load(policy_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
-    return MLPPolicy(net, meta["observation_space"], meta["action_space"])
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def feature_moments(obs: Obs, observation_space: gym.Space, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of the feature matrix, in chunks so a 2M-step store is never copied whole."""
-    n = len(next(iter(flatten_obs(obs).values())))
-    total = np.zeros(feature_dim(observation_space))
-    squares = np.zeros_like(total)
-    for start in range(0, n, chunk):
-        part = obs_features({k: v[start : start + chunk] for k, v in flatten_obs(obs).items()}, observation_space)
-        total += part.sum(0, dtype=np.float64)
-        squares += np.square(part, dtype=np.float64).sum(0)
-    mean = total / n
-    std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
-    return mean, np.where(std < 1e-6, 1.0, std)
+# ----------------------------------------------------------------------------- algorithm
 
 
 @register("bc")
@@ -259,7 +137,7 @@ class BC(Algorithm):
         self.in_dim = feature_dim(observation_space)
         torch.manual_seed(seed)  # the initial weights depend only on the seed
         self.net = PolicyNet(self.in_dim, list(config.hidden_sizes), config.activation, self.head, self.out_dim)
-        self.net.standardised = config.standardise
+        self.net.normalize_obs = config.normalize_obs
         self.policy = MLPPolicy(self.net, observation_space, action_space, seed=seed)
         self.optimizer: torch.optim.Optimizer | None = None  # created by the first `train_steps`
         self._d3rlpy: Any = None
@@ -283,7 +161,7 @@ class BC(Algorithm):
             val = held_out.transitions()
             self.validation = to_tensors(val.obs, np.asarray(val.acts), self.observation_space, self.action_space)
         transitions = dataset.transitions()
-        if cfg.standardise:
+        if cfg.normalize_obs:
             mean, std = feature_moments(transitions.obs, self.observation_space)
             self.net.obs_mean.copy_(torch.from_numpy(mean))
             self.net.obs_std.copy_(torch.from_numpy(std))
@@ -305,8 +183,7 @@ class BC(Algorithm):
         """
         cfg = self.config
         if self.optimizer is None:
-            # fused: one kernel for all parameters instead of a Python loop over them per step
-            self.optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=cfg.learning_rate, fused=True)
+            self.optimizer = self.new_optimizer()
         optimizer = self.optimizer
         params: list[torch.Tensor] = [p for p in self.net.parameters() if p.requires_grad]
         metrics: dict[str, float] = {}
@@ -347,6 +224,10 @@ class BC(Algorithm):
                 self._checkpoint(step, sampler)
         self.net.eval()
         return metrics
+
+    def new_optimizer(self) -> torch.optim.Optimizer:
+        """Adam over the trainable weights; fused: one kernel for all of them, not a Python loop per step."""
+        return torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=self.config.learning_rate, fused=True)
 
     @torch.no_grad()
     def validation_metrics(self, chunk: int = 1 << 16) -> dict[str, float]:
@@ -393,7 +274,7 @@ class BC(Algorithm):
             return 0
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.net.load_state_dict(state["net"])
-        self.optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=self.config.learning_rate, fused=True)
+        self.optimizer = self.new_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         self._sums, self._count = state["sums"], int(state["count"])
@@ -415,20 +296,11 @@ class BC(Algorithm):
 
     def _d3rlpy_config(self) -> Any:
         """d3rlpy's own BC config with the recipe's batch size, learning rate and MLP widths."""
-        d3rlpy = quiet_import("d3rlpy")
-
-        encoder = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=list(self.config.hidden_sizes))
-        common = dict(batch_size=self.config.batch_size, learning_rate=self.config.learning_rate, encoder_factory=encoder)
-        if self.head == "categorical":
-            return d3rlpy.algos.DiscreteBCConfig(**common)
-        policy_type = "deterministic" if self.head == "deterministic" else "stochastic"
-        return d3rlpy.algos.BCConfig(policy_type=policy_type, **common)
+        cfg = self.config
+        return bc_config(self.head, list(cfg.hidden_sizes), cfg.batch_size, cfg.learning_rate)
 
     def _fit_d3rlpy(self, dataset: TrajectoryDataset, *, env_id: str | None, log: LogFn | None) -> dict[str, float]:
         d3rlpy = quiet_import("d3rlpy")
-
-        from algos.d3rlpy_adapter import to_mdp_dataset
-
         d3rlpy.seed(self.seed)
         mdp = to_mdp_dataset(dataset)
         self._d3rlpy = self._d3rlpy_config().create(device="cpu:0")
@@ -499,29 +371,6 @@ def split_validation(dataset: TrajectoryDataset, fraction: float, seed: int) -> 
             f"{len(train)} for training and {len(held_out)} for validation (each needs at least one)"
         )
     return train, held_out
-
-
-class D3rlpyPolicy(Policy):
-    """A d3rlpy BC/DiscreteBC model's `predict` (always its deterministic action)."""
-
-    def __init__(self, model: Any, observation_space: gym.Space, action_space: gym.Space) -> None:
-        super().__init__(observation_space, action_space, deterministic=True)
-        self.model = model
-
-    def act(self, obs: Obs) -> np.ndarray:
-        action = np.asarray(self.model.predict(d3rlpy_observation(obs, self.observation_space)))
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            return action.astype(self.action_space.dtype) + self.action_space.start
-        box = cast(gym.spaces.Box, self.action_space)
-        action = action.reshape((-1, *box.shape)).astype(box.dtype)
-        return np.clip(action, box.low, box.high)
-
-
-def d3rlpy_observation(obs: Obs, space: gym.Space) -> np.ndarray | list[np.ndarray]:
-    """Observations as `algos.d3rlpy_adapter` gives them to d3rlpy: one array, or one per leaf."""
-    flat = flatten_obs(obs)
-    arrays = [np.asarray(flat[key], dtype=np.float32) for key, _ in space_leaves(space)]
-    return arrays[0] if len(arrays) == 1 else arrays
 
 
 @POLICY_LOADERS.register("d3rlpy")

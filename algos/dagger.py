@@ -7,10 +7,13 @@ checkpoints, persistence. Differences from imitation's `SimpleDAggerTrainer`:
 - `total_timesteps` is an upper bound on the env steps taken (the vec env's counter decides);
 - a round's labelled episodes become one new shard of ONE store (`rollouts/` in the run folder,
   `algos.online.growing_store`): no file per episode, no re-flattening of earlier rounds, and BC
-  samples from an in-memory buffer that only grows by the new round (amortised O(new data));
+  samples from an in-memory buffer that only grows by the new round (`algos.sampler.GrowingSampler`,
+  amortised O(new data));
 - the same BC (network and optimizer) trains on round after round (`bc_from_scratch` restarts it);
 - with a checkpoint folder (`ildata train`), every finished round is saved, and an interrupted
-  run resumes from the last one (`ildata train RECIPE --resume RUN`).
+  run resumes from the last one (`ildata train RECIPE --resume RUN`) exactly: it logs the same
+  metrics as a run that was never interrupted (the episodes running at the checkpoint are
+  replayed from their seeds, `algos.dagger_rollouts`).
 
 Episodes continue across rounds (the vec env is not reset between rounds), so no step is wasted
 on episodes cut at a round's end; a round's data is the episodes that finished during it.
@@ -23,19 +26,22 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from algos.base import Algorithm, LogFn, register
-from algos.bc import BC, BCConfig, feature_moments
+from algos.bc import BC, BCConfig
 from algos.policies import Policy, load_policy
-from algos.sampler import TransitionSampler
+from algos.sampler import GrowingSampler
 from ildata.episode import DataError, EpisodeBatch, Obs, flatten_obs, unflatten_obs
 from ildata.fsutil import atomic_output
 from ildata.store import TrajectoryDataset
+
+if TYPE_CHECKING:
+    from algos.dagger_rollouts import RolloutEnv  # imported when training: it needs stable-baselines3
 
 ROLLOUTS_DIR = "rollouts"  # the growing store of labelled rounds, inside the run folder
 CHECKPOINT_DIR = "checkpoint"  # the last finished round (removed when the run finishes)
@@ -45,6 +51,9 @@ CHECKPOINT_DIR = "checkpoint"  # the last finished round (removed when the run f
 class DAggerConfig:
     """A recipe's `config:` for `algo: dagger`."""
 
+    # Keys of earlier recipes -> their names now (a recipe using one gets told the new name).
+    RENAMED: ClassVar[dict[str, str]] = {"num_envs": "n_envs"}
+
     expert: str = field(
         default="expert:cartpole-ppo", metadata={"path": "if-exists"}
     )  # expert:NAME (shipped), an SB3 zip, or an ildata run folder
@@ -52,7 +61,7 @@ class DAggerConfig:
     rounds: int = 10
     steps_per_round: int = 2000  # env steps (all sub-envs together)
     total_timesteps: int = 20_000  # upper bound on env steps over all rounds
-    num_envs: int = 8
+    n_envs: int = 8
     # beta = probability that the expert's action is executed, per env per step.
     beta_schedule: Literal["linear", "exponential", "constant"] = "linear"
     beta_rampdown_rounds: int = 15  # linear: beta = max(0, 1 - round / beta_rampdown_rounds) (imitation's)
@@ -62,7 +71,7 @@ class DAggerConfig:
     bc_from_scratch: bool = False  # retrain BC from its initial weights every round
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "steps_per_round", "total_timesteps", "num_envs", "beta_rampdown_rounds"):
+        for name in ("rounds", "steps_per_round", "total_timesteps", "n_envs", "beta_rampdown_rounds"):
             if getattr(self, name) < 1:
                 raise DataError(f"{name}: must be at least 1")
         for name in ("beta_decay", "beta_value"):
@@ -85,62 +94,6 @@ class DAggerConfig:
 # ----------------------------------------------------------------------------- data
 
 
-class GrowingSampler(TransitionSampler):
-    """`TransitionSampler` over an in-memory buffer that `extend` grows (capacity doubles).
-
-    Appending a round copies only that round's rows; a batch is still one fancy index per column.
-    After growth the next batch starts a new epoch over everything.
-    """
-
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, batch_size: int, seed: int) -> None:
-        empty = _Rows(obs=None, acts=np.empty(0), n=0)
-        super().__init__(empty, observation_space, action_space, batch_size, seed)
-        self.requested_batch = batch_size
-        self._buffers: dict[str, np.ndarray] = {}
-        self._acts = np.empty(0)
-        self._sum: np.ndarray | None = None
-        self._sq: np.ndarray | None = None
-
-    def extend(self, obs: Obs, acts: np.ndarray) -> None:
-        flat = flatten_obs(obs)
-        rows = len(acts)
-        need = self.n + rows
-        if not self._buffers or need > len(self._acts):
-            capacity = max(need, 2 * len(self._acts), 1024)
-            self._buffers = {k: _grown(self._buffers.get(k), v, capacity, self.n) for k, v in flat.items()}
-            self._acts = _grown(self._acts if self.n else None, np.asarray(acts), capacity, self.n)
-        for k, v in flat.items():
-            self._buffers[k][self.n : need] = v
-        self._acts[self.n : need] = acts
-        self.n = need
-        self.obs = unflatten_obs({k: v[: self.n] for k, v in self._buffers.items()})
-        self.acts = self._acts[: self.n]
-        self.batch_size = min(self.requested_batch, self.n)
-        self._order = np.empty(0, dtype=np.int64)  # the next batch starts an epoch over all rows
-        self._pos = 0
-
-    def moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Feature mean and std of everything so far (BC's `standardise`)."""
-        return feature_moments(self.obs, self.observation_space)
-
-
-@dataclass
-class _Rows:
-    obs: Any
-    acts: np.ndarray
-    n: int
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def _grown(old: np.ndarray | None, like: np.ndarray, capacity: int, keep: int) -> np.ndarray:
-    out = np.empty((capacity, *like.shape[1:]), dtype=like.dtype)
-    if old is not None and keep:
-        out[:keep] = old[:keep]
-    return out
-
-
 def transition_obs(batch: EpisodeBatch) -> Obs:
     """The T observations of every episode that have an action (the final one dropped)."""
     from ildata.store import split_obs
@@ -159,33 +112,11 @@ def load_expert(spec: str, env_id: str) -> Policy:
         raise DataError(f"config.expert: {exc}") from None
 
 
-def _labelled_actions_wrapper() -> type:
-    from stable_baselines3.common.vec_env import VecEnvWrapper
-
-    class LabelledActions(VecEnvWrapper):
-        """Under the recorder: the recorder keeps the expert's labels as the episode's actions,
-        while the env executes the mixture's actions (`executed`, set by the mixture each step)."""
-
-        def __init__(self, venv: Any) -> None:
-            super().__init__(venv)
-            self.executed: np.ndarray | None = None
-
-        def step_async(self, actions: np.ndarray) -> None:
-            self.venv.step_async(actions if self.executed is None else self.executed)
-
-        def reset(self) -> Any:
-            return self.venv.reset()
-
-        def step_wait(self) -> Any:
-            return self.venv.step_wait()
-
-    return LabelledActions
-
-
 class Mixture:
     """Per env per step: execute the expert's action with probability beta, else the learner's.
 
-    Returns the expert's actions (the labels); the executed ones go to `actions_out.executed`.
+    Returns the expert's actions (the labels); the executed ones go to `actions_out.executed`
+    (`algos.dagger_rollouts.LabelledActions` hands them to the env).
     One batched expert call and at most one batched learner call per vector step.
     """
 
@@ -270,10 +201,9 @@ class DAgger(Algorithm):
     # ------------------------------------------------------------------------- training
 
     def fit(self, dataset: TrajectoryDataset | None, *, env_id: str | None = None, log: LogFn | None = None) -> dict[str, float]:
+        from algos.dagger_rollouts import RolloutEnv
         from algos.online.budget import StepBudget
         from algos.online.growing_store import GrowingStore
-        from algos.online.recorder import EpisodeRecorder
-        from algos.online.vec_env import PolicyRunner, make_vec_env
 
         cfg = self.config
         env_id = env_id or self.env_id or (dataset.env_id if dataset is not None else None)
@@ -292,25 +222,20 @@ class DAgger(Algorithm):
             tr = self.demonstrations.transitions()
             sampler.extend(tr.obs, np.asarray(tr.acts))
         rng = np.random.default_rng([self.seed, 1])
-        state = self._restore(work, store, sampler, rng, log)
-
-        base = make_vec_env(env_id, cfg.num_envs, seed=self.seed)
-        labelled = _labelled_actions_wrapper()(base)
-        venv = EpisodeRecorder(labelled)
-        base.schedule.next_seed = base.schedule.first + state["episodes_started"]
-        runner = PolicyRunner(venv)
-        budget = StepBudget(venv, cfg.total_timesteps - state["env_steps"])
+        envs = RolloutEnv(env_id, cfg.n_envs, self.seed)
+        state = self._restore(work, store, sampler, rng, envs, log)
+        budget = StepBudget(envs.recorder, cfg.total_timesteps - state["env_steps"])
         assert self.bc.policy is not None
-        mixture = Mixture(self.expert, self.bc.policy, labelled, rng)
+        mixture = Mixture(self.expert, self.bc.policy, envs.labelled, rng)
         metrics: dict[str, float] = state["rows"][-1][1] if state["rows"] else {}
         for round_index in range(state["round"], cfg.rounds):
             allowed = budget.allow(cfg.steps_per_round)
-            if allowed < cfg.num_envs:
+            if allowed < cfg.n_envs:
                 break
             mixture.beta = cfg.beta(round_index)
             self.bc.net.eval()
-            runner.run(mixture, allowed)
-            batch = venv.pop_batch()
+            envs.run(mixture, allowed)
+            batch = envs.recorder.pop_batch()
             metrics = {"round": float(round_index), "beta": mixture.beta}
             if batch is not None:
                 store.append(batch, observation_space=self.observation_space, action_space=self.action_space, env_id=env_id)
@@ -325,14 +250,13 @@ class DAgger(Algorithm):
             metrics["labelled_steps"] = float(store.num_transitions)
             metrics["bc_samples"] = float(sampler.n)
             state["round"] = round_index + 1
-            state["episodes_started"] = base.schedule.episodes_started
             state["rows"].append((state["env_steps"], metrics))
             if self.checkpoint_dir is not None:
-                self._checkpoint(work, store, sampler, rng, state)
+                self._checkpoint(work, store, sampler, rng, envs, state)
             if log is not None:
                 log(state["env_steps"], metrics)
         budget.check()
-        base.close()
+        envs.close()
         return metrics
 
     def _train_round(self, sampler: GrowingSampler) -> dict[str, float]:
@@ -342,7 +266,7 @@ class DAgger(Algorithm):
             fresh = BC(cfg, observation_space=self.observation_space, action_space=self.action_space, seed=self.seed)
             self.bc.net.load_state_dict(fresh.net.state_dict())
             self.bc.optimizer = None
-        if cfg.standardise:
+        if cfg.normalize_obs:
             mean, std = sampler.moments()
             self.bc.net.obs_mean.copy_(torch.from_numpy(mean))
             self.bc.net.obs_std.copy_(torch.from_numpy(std))
@@ -360,47 +284,59 @@ class DAgger(Algorithm):
 
     # ------------------------------------------------------------------------- checkpoints
 
-    def _checkpoint(self, work: Path, store: Any, sampler: GrowingSampler, rng: np.random.Generator, state: dict[str, Any]) -> None:
-        """Save the finished round atomically: BC weights and optimizer, RNGs, metrics, store meta."""
+    def _checkpoint(
+        self, work: Path, store: Any, sampler: GrowingSampler, rng: np.random.Generator, envs: RolloutEnv, state: dict[str, Any]
+    ) -> None:
+        """Save the finished round atomically: everything a resumed run needs to go on as this one will.
+
+        BC's weights and optimizer, the sampler's place in its epoch, the mixture's RNG, the
+        episodes running in the envs, the metrics so far, and the store's meta files.
+        """
         with atomic_output(work / CHECKPOINT_DIR, overwrite=True) as tmp:
             torch.save(self.bc.net.state_dict(), tmp / "bc.pt")
             if self.bc.optimizer is not None:
                 torch.save(self.bc.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(sampler.state_dict(), tmp / "sampler.pt")
+            envs.save(tmp)
             if store.exists:
                 store.snapshot_meta(tmp / "store")
             saved = {
                 **{k: v for k, v in state.items() if k != "rows"},
                 "rows": [[step, m] for step, m in state["rows"]],
                 "mixture_rng": rng.bit_generator.state,
-                "sampler_rng": sampler.rng.bit_generator.state,
-                "sampler_epoch": sampler.epoch,
             }
             (tmp / "state.json").write_text(json.dumps(saved))
 
-    def _restore(self, work: Path, store: Any, sampler: GrowingSampler, rng: np.random.Generator, log: LogFn | None) -> dict[str, Any]:
+    def _restore(
+        self, work: Path, store: Any, sampler: GrowingSampler, rng: np.random.Generator, envs: RolloutEnv, log: LogFn | None
+    ) -> dict[str, Any]:
         """The state after the last finished round in `work` (a fresh one when there is none)."""
-        fresh: dict[str, Any] = {"round": 0, "env_steps": 0, "budget_used": 0, "episodes_started": 0, "rows": []}
-        path = work / CHECKPOINT_DIR / "state.json"
-        if self.checkpoint_dir is None or not path.is_file():
+        from algos.dagger_rollouts import UNFINISHED_FILE
+
+        fresh: dict[str, Any] = {"round": 0, "env_steps": 0, "budget_used": 0, "rows": []}
+        checkpoint = work / CHECKPOINT_DIR
+        if self.checkpoint_dir is None or not (checkpoint / "state.json").is_file():
             store.restore_meta(None)  # rounds of an interrupted first round are dropped
             return fresh
+        if not (checkpoint / UNFINISHED_FILE).is_file():
+            raise DataError(
+                "--resume: the checkpoint lacks the episodes that were running (an older ildata wrote it): train again with --overwrite",
+                subject=checkpoint,
+            )
         import ildata
 
-        saved = json.loads(path.read_text())
-        checkpoint = work / CHECKPOINT_DIR
+        saved = json.loads((checkpoint / "state.json").read_text())
         store.restore_meta(checkpoint / "store" if (checkpoint / "store").is_dir() else None)
         if store.exists:
             tr = ildata.load(store.root).transitions()  # once per resume
             sampler.extend(tr.obs, np.asarray(tr.acts))
+        sampler.load_state_dict(torch.load(checkpoint / "sampler.pt", map_location="cpu", weights_only=True))
         self.bc.net.load_state_dict(torch.load(checkpoint / "bc.pt", map_location="cpu", weights_only=True))
         if (checkpoint / "optimizer.pt").is_file():
-            self.bc.optimizer = torch.optim.Adam(
-                [p for p in self.bc.net.parameters() if p.requires_grad], lr=self.config.bc.learning_rate, fused=True
-            )
+            self.bc.optimizer = self.bc.new_optimizer()
             self.bc.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))
         rng.bit_generator.state = saved["mixture_rng"]
-        sampler.rng.bit_generator.state = saved["sampler_rng"]
-        sampler.epoch = saved["sampler_epoch"]
+        envs.restore(checkpoint)
         rows = [(int(step), {k: float(v) for k, v in m.items()}) for step, m in saved["rows"]]
         for step, m in rows:
             if log is not None:

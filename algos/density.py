@@ -54,13 +54,14 @@ class DensityConfig:
         "ppo_n_envs": "n_envs",
         "ppo_normalize_reward": "learner.normalize_reward",
         "ppo_reward_margin": "reward_margin",
+        "standardise": "normalize_obs",
     }
 
     features: str = "state"  # state | state_action | state_state (next state)
     stationary: bool = True  # False: one KDE per timestep
     kernel: str = "gaussian"  # any sklearn KernelDensity kernel
-    bandwidth: float = 0.5  # in standardised units when `standardise`
-    standardise: bool = True
+    bandwidth: float = 0.5  # in standardised units when `normalize_obs`
+    normalize_obs: bool = True  # standardise the features (StandardScaler) before the KDEs
     max_samples: int = 20000  # transitions the KDEs keep (a uniform subsample beyond that)
     # PPO on the learned reward: at most total_timesteps env steps (0: learn the reward only).
     total_timesteps: int = 0
@@ -132,7 +133,7 @@ class DensityReward(Algorithm):
 
         cfg = self.config
         self.samples, self.sample_steps = samples, steps
-        self.scaler = StandardScaler().fit(samples) if cfg.standardise else None
+        self.scaler = StandardScaler().fit(samples) if cfg.normalize_obs else None
         x = self.scaler.transform(samples) if self.scaler is not None else samples
         groups = [np.ones(len(x), dtype=bool)] if cfg.stationary else [steps == t for t in range(int(steps.max()) + 1)]
         self.kdes = [KernelDensity(kernel=cfg.kernel, bandwidth=cfg.bandwidth).fit(x[g]) for g in groups]

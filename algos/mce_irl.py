@@ -72,7 +72,7 @@ def _reward_net(in_dim: int, hidden_sizes: list[int]) -> Any:
     return torch.nn.Sequential(*layers, last)
 
 
-def normalised_l1(d_model: np.ndarray, d_demo: np.ndarray) -> float:
+def normalized_l1(d_model: np.ndarray, d_demo: np.ndarray) -> float:
     """L1 distance between two occupancy measures, relative to the demonstrations' total mass."""
     return float(np.abs(d_model - d_demo).sum() / np.abs(d_demo).sum())
 
@@ -152,7 +152,7 @@ class MCEIRL(Algorithm):
             linf = float(np.abs(visits - demo_om).max())
             metrics = {
                 "linf_delta": linf,
-                "l1_normalised": normalised_l1(visits, demo_om),
+                "normalized_l1": normalized_l1(visits, demo_om),
                 "grad_norm": grad_norm,
                 "weight_norm": float(torch.sqrt(sum((p.detach() ** 2).sum() for p in params))),
             }
@@ -170,7 +170,7 @@ class MCEIRL(Algorithm):
         _, visits = mce_occupancy_measures(model, pi=self.pi, discount=cfg.discount)
         metrics.update(
             iterations=float(it + 1),
-            l1_normalised=normalised_l1(visits, demo_om),
+            normalized_l1=normalized_l1(visits, demo_om),
             linf_delta=float(np.abs(visits - demo_om).max()),
             expected_return=expected_return(model, self.pi, cfg.discount),
             converged=float(done),

@@ -145,7 +145,7 @@ def tiny(**overrides: object) -> DAggerConfig:
         "rounds": 4,
         "steps_per_round": 200,
         "total_timesteps": 700,
-        "num_envs": 2,
+        "n_envs": 2,
         "beta_schedule": "constant",
         "beta_value": 0.3,
         "bc": {"n_gradient_steps": 40, "log_interval": 40},
@@ -308,7 +308,7 @@ def test_dagger_beats_bc_on_pendulum_at_2000_labels(tmp_path: Path) -> None:
     env = "Pendulum-v1"
     spaces = env_spaces(env)
     bc = {"head": "gaussian", "n_gradient_steps": 1000, "log_interval": 1000}
-    config = {"expert": PENDULUM_EXPERT, "rounds": 5, "steps_per_round": 400, "total_timesteps": 2000, "num_envs": 2}
+    config = {"expert": PENDULUM_EXPERT, "rounds": 5, "steps_per_round": 400, "total_timesteps": 2000, "n_envs": 2}
     dagger = DAgger(
         build_dataclass(DAggerConfig, {**config, "beta_rampdown_rounds": 2, "bc": bc}, "config"),
         observation_space=spaces[0],

@@ -13,7 +13,7 @@ from scipy.special import logsumexp
 
 import algos.envs  # noqa: F401  (registers ildata/ envs)
 from algos.envs.tabular import CliffWorldEnv, RandomMDPEnv
-from algos.mce_irl import MCEIRL, MCEIRLConfig, normalised_l1
+from algos.mce_irl import MCEIRL, MCEIRLConfig, normalized_l1
 from algos.policies import load_policy
 from algos.tabular_mdp import (
     TabularOptimal,
@@ -189,7 +189,7 @@ def test_mce_irl_matches_occupancy_measure_and_recovers_reward_ordering() -> Non
     _, target = mce_occupancy_measures(model)  # soft-optimal occupancy of the true reward
     algo = MCEIRL(MCEIRLConfig(learning_rate=0.1, n_gradient_steps=400), seed=0)
     metrics = algo.fit(target, env_id=env_id)
-    assert metrics["l1_normalised"] < 0.01
+    assert metrics["normalized_l1"] < 0.01
     # The true reward is linear in the features: the learned one correlates with it.
     assert np.corrcoef(algo.reward_vector, model.reward_matrix)[0, 1] > 0.99
 
@@ -214,9 +214,9 @@ def test_mce_irl_on_gridworld_demonstrations(tmp_path: Path) -> None:
     batch = ds.to_batch()
     demo = demo_occupancy(model, batch.obs, batch.lengths)
     _, learned = mce_occupancy_measures(model, reward=algo.reward_vector)
-    assert normalised_l1(learned, demo) < 0.05
-    assert metrics["l1_normalised"] == pytest.approx(normalised_l1(learned, demo))
-    assert logged[0][1]["l1_normalised"] > 0.5 > logged[-1][1]["l1_normalised"]  # it learned
+    assert normalized_l1(learned, demo) < 0.05
+    assert metrics["normalized_l1"] == pytest.approx(normalized_l1(learned, demo))
+    assert logged[0][1]["normalized_l1"] > 0.5 > logged[-1][1]["normalized_l1"]  # it learned
     # The learned reward puts the goal above the cliff; the policy reaches the goal like the expert.
     assert algo.reward(np.array([23]))[0] > algo.reward(np.array([20]))[0]
     assert metrics["expected_return"] > 0.8 * float(ds.info["collection"]["expert_mean_return"])
@@ -250,7 +250,7 @@ def test_mce_irl_with_mlp_reward_on_feature_observations(tmp_path: Path) -> None
     ds = ildata.save(EpisodeBatch.from_episodes(episodes), tmp_path / "xy", env_id=env_id)
     algo = MCEIRL(MCEIRLConfig(hidden_sizes=[16], learning_rate=0.02, n_gradient_steps=300, env_kwargs=kwargs), seed=0)
     metrics = algo.fit(ds)
-    assert metrics["l1_normalised"] < 0.08
+    assert metrics["normalized_l1"] < 0.08
     assert metrics["expected_return"] > 0.8 * optimal
     actions = algo.policy(model.observation_matrix[[18, 12]])
     assert actions.shape == (2,)

@@ -106,7 +106,7 @@ def write_recipe(tmp_path: Path, **changes) -> Path:
         ({"config__backend": "jax"}, "config.backend: must be one of"),
         ({"config__n_gradient_steps": 0}, "config.n_gradient_steps: must be at least 1"),
         ({"config__n_steps": 10}, "config.n_steps was renamed to config.n_gradient_steps"),
-        ({"config__normalize_obs": True}, "config.normalize_obs was renamed to config.standardise"),
+        ({"config__standardise": True}, "config.standardise was renamed to config.normalize_obs"),
         ({"eval__episodes": 2.5}, "eval.episodes: expected int"),
         ({"algo": "no-such-algo"}, "algo: unknown algorithm 'no-such-algo'"),
         ({"algo": None}, "algo: required key is missing"),
