@@ -1,16 +1,17 @@
 """ildata: one typed, Arrow-backed trajectory store for every imitation-learning data format.
 
-Attributes are imported lazily so that the CLI starts without loading pyarrow or gymnasium.
+Attributes are imported lazily so that the CLI starts without loading pyarrow or gymnasium, and
+no module of the package needs to import this one (the version lives in ildata/version.py).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ildata.version import __version__
 
 _EXPORTS = {
-    "load": "ildata.store",
+    "load": "ildata.opener",
     "save": "ildata.store",
     "TrajectoryDataset": "ildata.store",
     "Transitions": "ildata.store",
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from ildata.conversion import convert
     from ildata.episode import DataError, Episode, EpisodeBatch
     from ildata.horizon import VariableHorizonError
-    from ildata.store import DatasetInfo, Provenance, TrajectoryDataset, Transitions, load, save
+    from ildata.opener import load
+    from ildata.store import DatasetInfo, Provenance, TrajectoryDataset, Transitions, save
 
 
 def __getattr__(name: str) -> Any:

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from ildata.episode import DataError
+from ildata.store.dataset import TrajectoryDataset
 from ildata.store.layout import INFOS, Provenance, Totals
-from ildata.store.read import CONCAT_FORMAT, Part, TrajectoryDataset, to_numpy
+from ildata.store.parts import CONCAT_FORMAT, Piece, join, lineage
 
 
 def _name(ds: TrajectoryDataset, i: int) -> str:
@@ -88,28 +88,8 @@ def concat(datasets: Sequence[TrajectoryDataset]) -> TrajectoryDataset:
     first = datasets[0]
     has_infos = all(ds.meta.has_infos for ds in datasets)
     common = [c for c in first._table.column_names if (c != INFOS or has_infos) and all(c in ds._table.column_names for ds in datasets)]
-    tables: list[pa.Table] = []
-    episode_tables: list[pa.Table] = []
-    first_rows: list[np.ndarray] = []
-    ids: list[np.ndarray] = []
-    parts: list[Part] = []
-    row_offset = episode_offset = 0
-    for ds in datasets:
-        tables.append(ds._table.select(common))
-        episode_tables.append(ds._episodes_all)
-        first_rows.append(to_numpy(ds._episodes_all.column("first_row")) + row_offset)
-        ids.append(ds.episode_ids + episode_offset)
-        parts.extend(ds.parts)
-        row_offset += ds._table.num_rows
-        episode_offset += ds._episodes_all.num_rows
-    try:
-        table = pa.concat_tables(tables)
-        episodes = pa.concat_tables(episode_tables)
-    except pa.ArrowException as exc:
-        raise DataError(f"cannot concatenate: the parts' columns differ ({exc})") from None
-    episodes = episodes.set_column(episodes.schema.get_field_index("first_row"), "first_row", pa.array(np.concatenate(first_rows)))
-    episodes = episodes.set_column(episodes.schema.get_field_index("episode_index"), "episode_index", pa.array(np.arange(episode_offset)))
-    subset = np.concatenate(ids)
+    table, episodes, subset, parts = join([Piece(ds._table, ds._episodes_all, ds.episode_ids, ds.parts) for ds in datasets], common)
+    row_offset, episode_offset = table.num_rows, episodes.num_rows
     env_ids = {ds.env_id for ds in datasets}
     extras = [ds.meta.extra for ds in datasets]
     extra = {k: v for k, v in extras[0].items() if k != "collection" and all(e.get(k) == v for e in extras)}
@@ -127,9 +107,9 @@ def concat(datasets: Sequence[TrajectoryDataset]) -> TrajectoryDataset:
         extra=extra,
     )
     whole = None if np.array_equal(subset, np.arange(episode_offset)) else subset
-    lineage = TrajectoryDataset(first.path, meta, table, episodes, whole, parts=parts).lineage()
-    digest = hashlib.sha256(json.dumps([[p["fingerprint"], p["episodes"]] for p in lineage]).encode()).hexdigest()[:32]
+    sources = lineage(parts, subset)
+    digest = hashlib.sha256(json.dumps([[p["fingerprint"], p["episodes"]] for p in sources]).encode()).hexdigest()[:32]
     meta = dataclasses.replace(
-        meta, provenance=Provenance(source_format=CONCAT_FORMAT, extra={"parts": lineage}), fingerprint=f"concat:{digest}"
+        meta, provenance=Provenance(source_format=CONCAT_FORMAT, extra={"parts": sources}), fingerprint=f"concat:{digest}"
     )
     return TrajectoryDataset(first.path, meta, table, episodes, whole, parts=parts)

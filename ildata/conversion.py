@@ -208,6 +208,7 @@ def convert(
     and writing into it would modify the source. A source whose reader reads it piece by piece
     (ildata stores, imitation HF directories) is converted with memory bounded by about twice
     `shard_bytes` (default 4 GiB) plus one chunk; see docs/large-datasets.md."""
+    from ildata.memory_limits import shard_bytes_within_limits
     from ildata.store import Provenance, load, sha256_path, write_chunks
 
     if to not in STORE_FORMATS and to not in WRITERS:
@@ -220,7 +221,6 @@ def convert(
     path = resolve_source(src)
     _check_source_path(path)
     check_destination(dst, overwrite=overwrite, sources=(path,))
-    _check_utf8_name(dst)
     stage("reading")
     # The source hash (I/O and hashlib, both release the GIL) runs while the source is read and
     # the store written; it is needed only for the provenance, written last.
@@ -234,14 +234,10 @@ def convert(
         obs_space = source.observation_space
 
         def provenance() -> Provenance:
-            try:
-                source_sha256 = source_hash.result() if source_hash else None
-            except UnicodeEncodeError as exc:  # a file name that is not valid UTF-8
-                raise DataError(f"cannot hash the source: a file name in it is not valid UTF-8 ({exc.object!r})") from None
             return Provenance(
                 source_path=str(path.resolve()),
                 source_format=source.format,
-                source_sha256=source_sha256,
+                source_sha256=source_hash.result() if source_hash else None,
                 extra={**source.provenance_extra, **({"notes": source.notes} if source.notes else {})} or None,
             )
 
@@ -252,7 +248,7 @@ def convert(
             provenance=provenance,
             extra_info=source.extra_info,
             total_transitions=source.total_transitions,
-            shard_bytes=shard_bytes,
+            shard_bytes=shard_bytes or shard_bytes_within_limits(),  # a memory-limited process gets smaller shards
         )
         if to in STORE_FORMATS:
             stage("writing")
@@ -293,15 +289,6 @@ def _fixed_horizon(source: SourceRead, fixed_horizon: str, horizon: int | None, 
             f"{dropped} shorter than {int(batch.lengths[0])} steps"
         )
     return batch
-
-
-def _check_utf8_name(dst: Path) -> None:
-    """Arrow takes paths as UTF-8 text: a destination whose name holds undecodable bytes
-    (surrogate escapes) cannot be written, so it is refused before any work is done."""
-    try:
-        str(dst.absolute()).encode("utf-8")
-    except UnicodeEncodeError:
-        raise DataError("the destination path is not valid UTF-8, which Arrow cannot write to: choose another name", subject=dst) from None
 
 
 def _check_source_path(path: Path) -> None:

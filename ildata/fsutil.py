@@ -105,6 +105,13 @@ def inside(root: Path, name: str | os.PathLike[str]) -> Path:
     return path
 
 
+def os_path(path: str | os.PathLike[str]) -> bytes:
+    """`path` as the bytes the OS names it by, for pyarrow: it encodes a str path as UTF-8, which
+    fails on a Linux file name that is not UTF-8 (Python holds such bytes as surrogate escapes),
+    while bytes reach the OS unchanged."""
+    return os.fsencode(path)
+
+
 def require_regular_file(path: Path) -> Path:
     """Refuse anything but a regular file (a named pipe or device would block or never end)."""
     try:

@@ -174,8 +174,8 @@ def test_non_utf8_file_inside_a_source_folder(store, tmp_path):
 
 def test_non_utf8_destination_name(tmp_path):
     done = run_cli("convert", str(NPZ), str(tmp_path / BAD))
-    assert_one_line_error(done, "not valid UTF-8", "bad-\\xff\\xfe")
-    assert [p for p in tmp_path.iterdir()] == []  # no temporary left behind
+    assert done.returncode == 0, done.stderr  # written: Linux names are bytes (tests/test_non_utf8_paths.py)
+    assert [p.name for p in tmp_path.iterdir()] == [BAD]  # no temporary left behind
 
 
 def test_non_utf8_source_names_are_printed_escaped(tmp_path):

@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 from ildata.episode import DataError, EpisodeBatch
 from ildata.formats import SourceChunks, SourceRead, chunk_ranges
 from ildata.formats.imitation_common import TRUNCATED_KEY, carries_infos, make_read, termination_note
-from ildata.fsutil import atomic_output, inside, require_regular_file
-from ildata.store.read import single_chunk
+from ildata.fsutil import atomic_output, inside, os_path, require_regular_file
+from ildata.store.columns import single_chunk
 
 if TYPE_CHECKING:
     from ildata.store import TrajectoryDataset
@@ -58,7 +58,7 @@ def _read_shard(file: Path) -> pa.Table:
     """One Arrow stream file, fully validated: offsets pointing outside their buffers would
     make later reads crash the interpreter, so nothing is touched before `validate(full=True)`."""
     try:
-        table = pa.ipc.open_stream(pa.memory_map(str(file))).read_all()
+        table = pa.ipc.open_stream(pa.memory_map(os_path(file))).read_all()
         table.validate(full=True)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"corrupted Arrow stream ({type(exc).__name__}: {exc})", subject=file) from None
@@ -290,13 +290,13 @@ def _write_legacy_features(folder: Path) -> None:
     info["features"] = _legacy_features(info["features"])
     info_file.write_text(json.dumps(info, indent=2))
     for file in folder.glob("data-*.arrow"):
-        reader = pa.ipc.open_stream(pa.memory_map(str(file)))
+        reader = pa.ipc.open_stream(pa.memory_map(os_path(file)))
         metadata = dict(reader.schema.metadata or {})
         hf = json.loads(metadata[b"huggingface"])
         metadata[b"huggingface"] = json.dumps(_legacy_features(hf)).encode()
         schema = reader.schema.with_metadata(metadata)
         with atomic_output(file, overwrite=True, folder=False) as tmp:
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            with pa.OSFile(os_path(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
                 for batch in reader:  # keep datasets' record batches as they are
                     writer.write_batch(batch.replace_schema_metadata(metadata))
 

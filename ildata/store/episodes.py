@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from ildata.episode import DataError, EpisodeBatch
-from ildata.fsutil import require_regular_file
+from ildata.fsutil import os_path, require_regular_file
 
 SCHEMA = pa.schema(
     [
@@ -55,7 +55,8 @@ def episode_table(batch: EpisodeBatch, *, first_episode: int = 0, first_row: int
 def write_episodes(table: pa.Table, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    pq.write_table(table, path)
+    with pa.OSFile(os_path(path), "wb") as sink:
+        pq.write_table(table, sink)
 
 
 def read_episodes(path: Path) -> pa.Table:
@@ -67,10 +68,10 @@ def read_episodes(path: Path) -> pa.Table:
         except ImportError:  # pragma: no cover - a pyarrow without the private reader
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            table = pq.read_table(pa.memory_map(os_path(path)))
         else:
             reader = ParquetReader()
-            reader.open(pa.memory_map(str(path)))
+            reader.open(pa.memory_map(os_path(path)))
             table = reader.read_all()
         table.validate(full=True)
     except (OSError, pa.ArrowException) as exc:

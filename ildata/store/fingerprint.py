@@ -43,13 +43,19 @@ def compute_fingerprint(root: Path) -> tuple[str, dict[str, str]]:
     meta/info.json (which stores the fingerprint) and meta/stats.json (derived) are excluded.
     Returns the fingerprint and each file's own digest (info.json's `files_xxh3_128`).
     """
+    hashes = {str(f.relative_to(root)): xxh3_file(f) for f in content_files(root)}
+    return fingerprint_of(hashes), hashes
+
+
+def fingerprint_of(hashes: Mapping[str, str]) -> str:
+    """The fingerprint over files whose own digests are known (by store-relative name), in the
+    order `content_files` lists them: an append hashes only its new files."""
     import xxhash
 
-    hashes = {str(f.relative_to(root)): xxh3_file(f) for f in content_files(root)}
     digest = xxhash.xxh3_128()
-    for name, value in hashes.items():
-        digest.update(f"{name}\0{value}\n".encode())
-    return f"xxh3_128:{digest.hexdigest()}", hashes
+    for name in sorted(hashes, key=lambda name: Path(name).parts):
+        digest.update(f"{name}\0{hashes[name]}\n".encode())
+    return f"xxh3_128:{digest.hexdigest()}"
 
 
 def mismatched_files(root: Path, fingerprint: str | None, recorded: Mapping[str, str]) -> list[str] | None:

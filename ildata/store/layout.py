@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ildata import __version__
 from ildata.episode import DataError
 from ildata.fsutil import inside
+from ildata.version import __version__
 
 FORMAT_NAME = "ildata"
 FORMAT_VERSION = 1

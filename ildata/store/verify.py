@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from ildata.episode import DataError
+from ildata.store.columns import to_numpy
+from ildata.store.declared_spaces import declared_space_problems
 from ildata.store.episodes import schema_problems
 from ildata.store.layout import (
     DATA_DIR,
@@ -27,6 +29,7 @@ from ildata.store.layout import (
     DatasetInfo,
     Feature,
 )
+from ildata.store.shards import open_files, read_info
 
 DATA = f"{DATA_DIR}/"
 
@@ -66,8 +69,6 @@ def expected_columns(info: DatasetInfo) -> Iterator[tuple[str, pa.DataType | str
 
 def structure_problems(info: DatasetInfo, table: pa.Table, episodes: pa.Table) -> Iterator[str]:
     """Cheap checks `load` always makes: nothing here reads per-step data."""
-    from ildata.store.read import to_numpy
-
     totals = info.totals
     if table.num_rows != totals.transitions:
         yield f"{DATA}: {table.num_rows} rows in the shards but {INFO_FILE} says {totals.transitions} transitions"
@@ -84,6 +85,7 @@ def structure_problems(info: DatasetInfo, table: pa.Table, episodes: pa.Table) -
     for column in table.column_names:
         if column not in expected:
             yield f"{DATA}: unexpected column {column!r} (not in {INFO_FILE})"
+    yield from declared_space_problems(info)
     if totals.observations != totals.transitions + totals.episodes:
         yield f"{INFO_FILE}: totals say {totals.observations} observations, expected transitions + episodes = {totals.transitions + totals.episodes}"
 
@@ -114,7 +116,6 @@ def content_problems(root: Path, info: DatasetInfo, table: pa.Table, episodes: p
     """Full checks (`ildata verify`): every byte hashed, every per-step column read. Assumes the
     structure passed `structure_problems` and the columns were fully validated (`read_shard`)."""
     from ildata.store.fingerprint import mismatched_files
-    from ildata.store.read import to_numpy
 
     try:
         differ = mismatched_files(root, info.fingerprint, info.files_xxh3_128)
@@ -175,7 +176,6 @@ def _space_problems(info: DatasetInfo, table: pa.Table | pa.RecordBatch, offset:
     """The stored observations and actions (of one shard, whose first row is `offset`) belong
     to the spaces in info.json."""
     from ildata.spaces import check_matches, space_from_dict
-    from ildata.store.read import to_numpy
 
     for what, data, columns in (
         ("observation_space", info.observation_space, info.obs_columns("obs")),
@@ -248,8 +248,6 @@ def verify_store(path: str | Path) -> list[str]:
     Unreadable files or a broken structure stop the checks there (what follows would only repeat
     them); otherwise the fingerprint and all content checks run.
     """
-    from ildata.store.read import open_files, read_info
-
     root = Path(path)
     try:
         info = read_info(root)

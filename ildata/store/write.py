@@ -8,7 +8,7 @@ observation of every episode (the `next_obs` of its last row).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from ildata.episode import DataError, Episode, EpisodeBatch, flatten_obs
-from ildata.fsutil import atomic_output
+from ildata.episode import DataError, EpisodeBatch, flatten_obs
+from ildata.fsutil import atomic_output, os_path
 from ildata.spaces import check_matches, infer_action_space, infer_obs_space, space_to_dict
 from ildata.store import layout
+from ildata.store.columns import episode_ordinals, infos_to_json, single_chunk, split_obs, to_arrow, to_numpy
+from ildata.store.declared_spaces import declared_space_problems
 from ildata.store.episodes import episode_table, write_episodes
 from ildata.store.fingerprint import compute_fingerprint
 from ildata.store.layout import (
@@ -33,75 +35,16 @@ from ildata.store.layout import (
     Provenance,
     Totals,
 )
-from ildata.store.read import single_chunk
 
 if TYPE_CHECKING:
     from gymnasium import Space
-
-    from ildata.store.read import TrajectoryDataset
-
-
-def to_arrow(array: np.ndarray) -> pa.Array:
-    """(N, *shape) numpy -> (nested) fixed-size-list Arrow array, zero-copy for contiguous data."""
-    flat = np.ascontiguousarray(array).reshape(-1)
-    arrow: pa.Array = pa.array(flat)
-    for size in reversed(array.shape[1:]):
-        arrow = pa.FixedSizeListArray.from_arrays(arrow, int(size))
-    return arrow
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return repr(value)
-
-
-def infos_to_json(infos: Sequence[Any]) -> pa.Array:
-    """Per-step infos -> JSON text (strings that already are text, e.g. jsonpickle, stay as-is)."""
-
-    def encode(info: Any) -> str | None:
-        if info is None:
-            return None
-        if isinstance(info, str):
-            return info
-        return json.dumps(info, default=_json_default)
-
-    return pa.array([encode(i) for i in infos], type=pa.large_string())
-
-
-def episode_ordinals(lengths: np.ndarray) -> np.ndarray:
-    """Episode number of every transition row."""
-    return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-
-
-def split_obs(obs: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sum(T+1), ...) observations -> (obs, next_obs), each (sum(T), ...)."""
-    obs_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
-    if len(lengths) * 64 > len(obs):
-        # Many short episodes: one boolean-mask gather per output.
-        is_final = np.zeros(obs.shape[0], dtype=bool)
-        is_final[obs_start + lengths] = True
-        is_first = np.zeros(obs.shape[0], dtype=bool)
-        is_first[obs_start] = True
-        return obs[~is_final], obs[~is_first]
-    # Long episodes: one memcpy per episode is ~3x faster than a boolean gather (a loop over
-    # episodes, never over steps).
-    out_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    head = np.empty((int(lengths.sum()),) + obs.shape[1:], dtype=obs.dtype)
-    tail = np.empty_like(head)
-    for src, dst, n in zip(obs_start.tolist(), out_start.tolist(), lengths.tolist()):
-        head[dst : dst + n] = obs[src : src + n]
-        tail[dst : dst + n] = obs[src + 1 : src + n + 1]
-    return head, tail
 
 
 def _feature(array: np.ndarray) -> Feature:
     return Feature(str(array.dtype), tuple(int(s) for s in array.shape[1:]))
 
 
-def _chunk_table(batch: EpisodeBatch, first_episode: int) -> tuple[pa.Table, dict[str, Feature], list[str]]:
+def chunk_table(batch: EpisodeBatch, first_episode: int) -> tuple[pa.Table, dict[str, Feature], list[str]]:
     """One batch of episodes as transition rows (episode indices counted from `first_episode`),
     its features, and the observation keys ("" for a plain observation)."""
     lengths = batch.lengths
@@ -176,14 +119,36 @@ def _exact(array: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(kind, n, [validity, buffers[1].slice(offset * width, n * width)])
 
 
-class _ShardPacker:
+def shard_name(number: int, data_format: str) -> str:
+    """The store-relative name of shard `number` (data/shard-00000.arrow, ...)."""
+    return f"{DATA_DIR}/shard-{number:05d}{DATA_FORMATS[data_format]}"
+
+
+def write_shard(shard: pa.Table, path: Path, data_format: str) -> None:
+    """One shard file: Arrow IPC as a single record batch (memory-mapped as one chunk on load),
+    or zstd-compressed parquet."""
+    if data_format == "parquet":
+        import pyarrow.parquet as pq
+
+        with pa.OSFile(os_path(path), "wb") as sink:
+            pq.write_table(shard, sink, compression="zstd")
+    else:
+        with pa.OSFile(os_path(path), "wb") as sink:
+            with pa.ipc.new_file(sink, shard.schema) as writer:
+                writer.write_table(shard, max_chunksize=shard.num_rows or None)
+
+
+class ShardPacker:
     """Packs episodes, as chunks of them arrive, into shards of whole episodes of at most
     SHARD_BYTES (one episode alone may exceed it), each written as soon as it is full. The cuts
     depend only on the sequence of episode sizes, so a source read whole or in chunks gives the
     same shard files; at most one shard's rows plus one chunk are held."""
 
-    def __init__(self, folder: Path, data_format: str, on_shard: Callable[[pa.Table], None], shard_bytes: int | None = None):
+    def __init__(
+        self, folder: Path, data_format: str, on_shard: Callable[[pa.Table], None], shard_bytes: int | None = None, first_shard: int = 0
+    ):
         self.folder = folder
+        self.first_shard = first_shard  # the number of the first shard written (an append continues a store)
         self.data_format = data_format
         self.on_shard = on_shard
         self.budget = shard_bytes or layout.SHARD_BYTES  # read at call time: tests lower it
@@ -221,17 +186,9 @@ class _ShardPacker:
             merged.append(_exact(columns[i][0] if len(columns[i]) == 1 else pa.concat_arrays(columns[i])))
             columns[i] = []
         shard = pa.Table.from_arrays(merged, names=names)
-        name = f"{DATA_DIR}/shard-{len(self.names):05d}{DATA_FORMATS[self.data_format]}"
+        name = shard_name(self.first_shard + len(self.names), self.data_format)
         self.on_shard(shard)
-        path = self.folder / Path(name).name
-        if self.data_format == "parquet":
-            import pyarrow.parquet as pq
-
-            pq.write_table(shard, path, compression="zstd")
-        else:
-            with pa.OSFile(str(path), "wb") as sink:
-                with pa.ipc.new_file(sink, shard.schema) as writer:
-                    writer.write_table(shard, max_chunksize=shard.num_rows or None)
+        write_shard(shard, self.folder / Path(name).name, self.data_format)
         self.names.append(name)
 
 
@@ -311,7 +268,7 @@ def write_chunks(
     if dst.exists() and not overwrite:
         raise DataError("already exists (pass --overwrite / overwrite=True to replace it)", subject=dst)
     from ildata.stats import FeatureStats, rollout_stats
-    from ildata.store.read import read_shard, to_numpy
+    from ildata.store.shards import read_shard
 
     spaces_inferred = observation_space is None or action_space is None
     inferred_actions: Space | None = None
@@ -345,7 +302,7 @@ def write_chunks(
                     pending_stats.result()
                 pending_stats = pool.submit(add_stats, shard)
 
-        packer = _ShardPacker(tmp / DATA_DIR, data_format, on_shard, shard_bytes)
+        packer = ShardPacker(tmp / DATA_DIR, data_format, on_shard, shard_bytes)
         for index, batch in enumerate(chunks):
             batch.validate()
             if observation_space is None:
@@ -355,7 +312,7 @@ def write_chunks(
                 inferred_actions = chunk_space if inferred_actions is None else _merge_inferred(inferred_actions, chunk_space)
                 action_space = inferred_actions
             check_matches(action_space, batch.acts, "actions")
-            table, chunk_features, keys = _chunk_table(batch, n_episodes)
+            table, chunk_features, keys = chunk_table(batch, n_episodes)
             if schema is None:
                 schema, features, obs_keys = table.schema, chunk_features, keys
                 if total_transitions is not None:
@@ -407,36 +364,8 @@ def write_chunks(
             files_xxh3_128=hashes,
             extra=dict(extra_info or {}),
         )
+        for problem in declared_space_problems(info):  # what `load` would refuse is never written
+            raise DataError(problem.removeprefix(f"{INFO_FILE}: "), subject=dst)
         (tmp / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2))
         (tmp / STATS_FILE).write_text(json.dumps(stats_future.result(), indent=2))
     return dst
-
-
-def save(
-    episodes: Sequence[Episode] | EpisodeBatch,
-    dst: str | Path,
-    *,
-    observation_space: Space | None = None,
-    action_space: Space | None = None,
-    env_id: str | None = None,
-    overwrite: bool = False,
-    provenance: Provenance | None = None,
-    extra_info: Mapping[str, Any] | None = None,
-    data_format: str = "arrow",
-) -> TrajectoryDataset:
-    """Write episodes as a new store and open it."""
-    from ildata.store.read import load
-
-    batch = episodes if isinstance(episodes, EpisodeBatch) else EpisodeBatch.from_episodes(list(episodes))
-    path = write_dataset(
-        batch,
-        dst,
-        observation_space=observation_space,
-        action_space=action_space,
-        env_id=env_id,
-        provenance=provenance or Provenance(source_format="python"),
-        overwrite=overwrite,
-        extra_info=extra_info,
-        data_format=data_format,
-    )
-    return load(path)

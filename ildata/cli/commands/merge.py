@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ildata.combine import concat
     from ildata.episode import DataError
     from ildata.fsutil import check_destination
-    from ildata.store import load
+    from ildata.opener import load
 
     if len(args.sources) < 2:
         raise DataError("merge needs at least two sources and a destination")

@@ -30,17 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ildata.cli import printable
     from ildata.store import load, verify_store
 
     args.error_subject = args.path
     problems = verify_store(args.path)
     for problem in problems:
-        print(f"ildata: error: {args.path}: {problem}".replace("\n", " "), file=sys.stderr)
+        print(printable(f"ildata: error: {args.path}: {problem}"), file=sys.stderr)
     if problems:
         return 2
     ds = load(args.path)
     print(
-        f"{args.path}: OK: {len(ds)} episodes, {ds.num_transitions} transitions in {len(ds.meta.data_files)} "
+        f"{printable(args.path)}: OK: {len(ds)} episodes, {ds.num_transitions} transitions in {len(ds.meta.data_files)} "
         f"shard(s), fingerprint {ds.fingerprint}"
     )
     return 0

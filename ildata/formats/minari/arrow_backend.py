@@ -32,7 +32,7 @@ from ildata.formats.minari.metadata import (
     load_json,
 )
 from ildata.formats.minari.rows import Columns, Out, Raw, decode_jpegs, encode_jpeg
-from ildata.fsutil import inside, require_regular_file
+from ildata.fsutil import inside, os_path, require_regular_file
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -85,10 +85,10 @@ def _read_table(part: Path, fmt: str) -> pa.Table:
 
     try:
         if fmt == "arrow":
-            with pa.memory_map(str(part)) as source:
+            with pa.memory_map(os_path(part)) as source:
                 table = pa.ipc.open_file(source).read_all()
         else:
-            table = pq.read_table(part, use_threads=False)
+            table = pq.read_table(pa.memory_map(os_path(part)), use_threads=False)
         # Offsets and lengths are only trusted once checked: a bad offset would read out of bounds.
         table.validate(full=True)
     except (pa.ArrowException, OSError) as exc:
@@ -305,9 +305,10 @@ def write(data: Path, fmt: str, out: Out, obs_space: gym.Space, act_space: gym.S
         folder.mkdir()
         part = table.slice(int(start), int(length) + 1)
         if fmt == "parquet":
-            pq.write_table(part, folder / "part-0.parquet")
+            with pa.OSFile(os_path(folder / "part-0.parquet"), "wb") as sink:
+                pq.write_table(part, sink)
         else:
-            with pa.OSFile(str(folder / "part-0.arrow"), "wb") as sink:
+            with pa.OSFile(os_path(folder / "part-0.arrow"), "wb") as sink:
                 with pa.ipc.new_file(sink, part.schema) as writer:
                     writer.write_table(part)
         (folder / METADATA).write_text(json.dumps(out.episode_metadata(i)))

@@ -166,7 +166,7 @@ def read_episodes(h5: h5py.File, start: int, stop: int, obs_space: gym.Space, ac
         for key in ("rewards", "terminations", "truncations"):
             parts[key].append(_read_dataset(group, key, file_path))
         lengths[i] = len(parts["actions"][-1])
-        if "infos" in group:
+        if "infos" in group and len(group["infos"]):  # minari writes an empty group for buffers without infos
             infos.append(_infos(group["infos"], file_path))
             info_lengths[i] = nested_rows(infos[-1]) or 0
         attrs[:, i] = [-1 if value is None else value for value in _int_attrs(group, ("id", "total_steps", "seed"), file_path)]

@@ -1,7 +1,8 @@
 """Writing a TrajectoryDataset as a Minari dataset, in any of minari's backends.
 
 Writing produces minari's on-disk layout with pyarrow (or h5py) alone, since
-`minari.create_dataset_from_buffers` rescans every file per episode (quadratic, see FIELD-NOTES).
+`minari.create_dataset_from_buffers` rescans the files written so far for every episode it adds,
+so its time grows with the square of the number of episodes.
 Images are stored raw (`jpeg_encoding: false`) by default, so the copy is lossless.
 """
 
