@@ -13,21 +13,21 @@ calls `_load_state(run_dir)`. A new algorithm implements `fit`, `_save_state` an
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
-import io
 import json
-import random
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import gymnasium as gym
 import numpy as np
 
+# quiet_import and seed_everything live in algos.runtime (the bottom of algos); re-exported here
+# because algorithms, tests and benchmarks import them from algos.base.
+from algos.runtime import quiet_import as quiet_import
+from algos.runtime import seed_everything as seed_everything
+from algos.typed_config import build_dataclass
 from ildata.episode import DataError
 from ildata.registry import Registry
 
@@ -89,31 +89,6 @@ def register(name: str) -> Callable[[type[A]], type[A]]:
         return cls
 
     return decorate
-
-
-def quiet_import(module: str) -> ModuleType:
-    """Import a module whose import prints legacy `gym`'s deprecation banner to stderr.
-
-    stable-baselines3 and d3rlpy import the old `gym` package when it is installed (d3rlpy
-    pins it); its banner says nothing about ildata and would land in every CLI run.
-    """
-    with contextlib.redirect_stderr(io.StringIO()):
-        return importlib.import_module(module)
-
-
-def seed_everything(seed: int, threads: int | None = None) -> None:
-    """Seed Python, numpy and torch, and pin torch's thread count.
-
-    The thread count is set explicitly because on a small shared machine torch's default
-    (one thread per core) made a BC step 10-40x slower (FIELD-NOTES, "torch on 2 cores").
-    """
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if threads is not None:
-        torch.set_num_threads(threads)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -227,7 +202,6 @@ def read_algorithm_meta(run_dir: Path) -> dict[str, Any]:
 
 def load_algorithm(run_dir: str | Path) -> Algorithm:
     """Rebuild any saved algorithm: its class from the registry, its config checked as a recipe's."""
-    from algos.recipe import build_dataclass
     from ildata.spaces import space_from_dict
 
     run_dir = Path(run_dir)

@@ -23,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from algos.base import quiet_import
+from algos.runtime import quiet_import
 from ildata.collect import RandomPolicy, returns_summary, rollout
 from ildata.envs import env_spaces
 from ildata.episode import DataError, Obs, flatten_obs

@@ -7,36 +7,53 @@ A recipe is one file a researcher can rerun:
     dataset: ../datasets/cartpole-expert   # relative to the recipe file
     env: CartPole-v1               # evaluation env (default: the dataset's env_id)
     seed: 0
-    threads: 1                     # torch threads (set explicitly, see FIELD-NOTES)
+    threads: 1                     # threads for torch, BLAS and OpenMP (`algos.runtime.run_threads`)
     config: {...}                  # exactly the fields of ALGORITHMS[algo].Config
     eval: {episodes: 20, seed: 100000}
     tensorboard: false             # true: RUN/tensorboard/ event files (`tensorboard --logdir runs`)
 
-Checked before anything trains, so a typo costs a second, not a training run. A Config may
-list keys it renamed in `RENAMED` (old name -> new dotted name): an old key is then refused with
-its new name rather than as merely unknown.
+Checked before anything trains, so a typo costs a second, not a training run. The strict
+checking itself (`build_dataclass`, `coerce`, renamed keys) is `algos.typed_config`, re-exported
+here; this module adds what a recipe is: its top-level keys, the evaluation, paths relative to
+the recipe file and `--set` overrides.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
+from algos.base import ALGORITHMS
+from algos.typed_config import build_dataclass, coerce, plain_data
 from ildata.episode import DataError
+
+__all__ = [
+    "EvalConfig",
+    "Recipe",
+    "apply_overrides",
+    "build_dataclass",
+    "coerce",
+    "load_recipe",
+    "parse_recipe",
+    "plain_data",
+    "resolve_paths",
+    "yaml_error",
+]
 
 
 @dataclass
 class EvalConfig:
     """Final evaluation: `episodes` rollouts reset with seeds `seed`, `seed + 1`, ..."""
 
+    RENAMED: typing.ClassVar[dict[str, str]] = {"num_envs": "n_envs"}
+
     episodes: int = 20
     seed: int = 100_000  # far from the seeds collection used, so evaluation states are new
-    num_envs: int = 8
+    n_envs: int = 8
     deterministic: bool = True
 
     def __post_init__(self) -> None:
@@ -69,107 +86,11 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe as plain YAML-able data (written to the run folder)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("yaml", True)}
-        out["config"] = _plain(self.config)
-        out["eval"] = _plain(self.eval)
+        out["config"] = plain_data(self.config)
+        out["eval"] = plain_data(self.eval)
         if self.dataset is not None:
             out["dataset"] = str(self.dataset_path())
         return out
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _type_name(hint: Any) -> str:
-    if isinstance(hint, type):
-        return hint.__name__
-    return str(hint).replace("typing.", "")
-
-
-def coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check `value` against a type hint (converting lists to tuples and ints to floats)."""
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(hint):
-            try:
-                return coerce(value, option, key)
-            except DataError as exc:
-                errors.append(exc)
-        raise DataError(f"{key}: expected {_type_name(hint)}, got {value!r}")
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            choices = ", ".join(repr(c) for c in typing.get_args(hint))
-            raise DataError(f"{key}: must be one of {choices}, got {value!r}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise DataError(f"{key}: expected a list, got {value!r}")
-        args = typing.get_args(hint)
-        item = args[0] if args else Any
-        items = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise DataError(f"{key}: expected a mapping, got {value!r}")
-        _, item = typing.get_args(hint) or (str, Any)
-        return {str(k): coerce(v, item, f"{key}.{k}") for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is type(None):
-        if value is not None:
-            raise DataError(f"{key}: expected null, got {value!r}")
-        return None
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return build_dataclass(hint, value, key)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
-        # YAML 1.1 (PyYAML) reads `3e-4` as a string: accept what Python reads as a number.
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
-        raise DataError(f"{key}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def build_dataclass(cls: type, data: Any, prefix: str = "") -> Any:
-    """`cls(**data)` with every key known and every value of its declared type."""
-    where = prefix or "recipe"
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise DataError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("yaml", True)}
-    renamed: Mapping[str, str] = getattr(cls, "RENAMED", {})
-    for key in data:
-        if key in renamed and key not in fields:
-            where_ = f"{prefix}." if prefix else ""
-            raise DataError(f"{where_}{key} was renamed to {where_}{renamed[key]}")
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise DataError(f"{prefix + '.' if prefix else ''}{key}: unknown key (known: {known})")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = coerce(value, hints[name], f"{prefix + '.' if prefix else ''}{name}")
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise DataError(f"{prefix + '.' if prefix else ''}{missing[0]}: required key is missing")
-    try:
-        return cls(**kwargs)
-    except DataError as exc:  # a Config's own range checks name the bare field: prefix it
-        raise DataError(f"{prefix + '.' if prefix else ''}{exc}") from None
 
 
 def resolve_paths(config: Any, base_dir: Path) -> None:
@@ -216,8 +137,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def parse_recipe(data: Any, *, base_dir: Path = Path("."), overrides: Sequence[str] = ()) -> Recipe:
     """A loaded YAML mapping (plus `--set` overrides) -> `Recipe`; DataError names the bad key."""
-    from algos.base import ALGORITHMS
-
     if not isinstance(data, Mapping):
         raise DataError("a recipe must be a YAML mapping")
     data = apply_overrides(dict(data), list(overrides))

@@ -265,7 +265,7 @@ def test_search_is_reproducible_and_a_rerun_resumes_the_recorded_samples(
     def no_sampling(_: sw.Search) -> list[sw.Assignment]:
         raise AssertionError("a rerun must take the configurations sweep.json recorded")
 
-    monkeypatch.setattr(sw, "sample_configurations", no_sampling)
+    monkeypatch.setattr(sw.plan, "sample_configurations", no_sampling)
     space = [arg for key, spec in SPACE.items() for arg in ("--search", f"{key}={spec}")]
     capsys.readouterr()
     code = main(["sweep", str(RECIPE), "--seeds", "0", *space, "--samples", "3", *SETS, "--out", str(out)])

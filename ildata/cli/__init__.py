@@ -5,10 +5,13 @@ Command modules are imported only when their command runs (argparse needs their 
 
 Error rule: an expected failure (`DataError`) is one line on stderr and exit 2; anything else is
 a bug, reported as one line naming the exception and exit 1, unless `--debug` asks for the full
-traceback.
+traceback. Ctrl-C, at any moment, is one line and exit 130 (`ildata.cli.interrupts`).
 """
 
 from __future__ import annotations
+
+# First: Ctrl-C while the rest of the CLI imports is already one line, not a traceback.
+from ildata.cli.interrupts import EXIT_INTERRUPTED, INTERRUPTS  # isort: skip
 
 import argparse
 import os
@@ -39,7 +42,6 @@ REGISTRY: Registry[ModuleType] = Registry("command", tuple(f"ildata.cli.commands
 
 EXIT_DATA_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
-EXIT_INTERRUPTED = 130
 
 
 def printable(text: object) -> str:
@@ -72,11 +74,27 @@ def _error_line(exc: BaseException, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ildata.episode import DataError
-
     argv = sys.argv[1:] if argv is None else list(argv)
     # Known before parsing, so that a failure while building the parser obeys it too.
     debug = "--debug" in argv[: next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))]
+    installed_here = INTERRUPTS.begin_command()
+    try:
+        return _run(argv, debug)
+    except BaseException as exc:
+        # After a Ctrl-C any exception is its consequence: C code (numpy's import) may turn the
+        # KeyboardInterrupt into an ImportError. A command may say more: `ildata train` how to resume.
+        if not (isinstance(exc, KeyboardInterrupt) or INTERRUPTS.presses):
+            raise
+        INTERRUPTS.report(printable(exc) if isinstance(exc, KeyboardInterrupt) and str(exc) else "")
+        return EXIT_INTERRUPTED
+    finally:
+        INTERRUPTS.end_command(installed_here)
+
+
+def _run(argv: list[str], debug: bool) -> int:
+    """Parse and run one command; an expected failure is one line (see the module docstring)."""
+    from ildata.episode import DataError
+
     args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
@@ -86,14 +104,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(_error_line(exc, args), file=sys.stderr)
         return EXIT_DATA_ERROR
-    except KeyboardInterrupt:
-        print("ildata: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except MemoryError:  # the machine's or the process's limit, not a bug: one line, like bad input
+        if debug:
+            raise
+        print(_error_line(DataError("not enough memory to finish (this process reached its memory limit)"), args), file=sys.stderr)
+        return EXIT_DATA_ERROR
     except BrokenPipeError:  # `ildata inspect --json | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_INTERNAL_ERROR
     except Exception as exc:
-        if debug:
+        if debug or INTERRUPTS.presses:  # the second: a Ctrl-C's consequence, reported by `main`
             raise
         detail = printable(f"{type(exc).__name__}: {exc}")
         print(f"ildata: internal error: {detail} (rerun with --debug for the traceback)", file=sys.stderr)

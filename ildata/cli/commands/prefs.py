@@ -207,9 +207,9 @@ def run_import(args: argparse.Namespace) -> int:
     import torch
 
     import ildata
-    from algos.base import seed_everything
     from algos.online.reward_nets import RewardNetConfig
     from algos.preferences import QUERIES_FILE, PreferenceDataset, RewardEnsemble, apply_labels, train_preferences
+    from algos.runtime import run_threads, seed_everything
     from ildata.episode import DataError
     from ildata.fsutil import atomic_output
 
@@ -223,9 +223,10 @@ def run_import(args: argparse.Namespace) -> int:
     data = apply_labels(PreferenceDataset.load(queries_path), labels_path)
     if len(data) == 0:
         raise DataError("no pair is labelled left, right or equal", subject=labels_path)
-    seed_everything(args.seed, threads=1)
-    ensemble = RewardEnsemble(data.observation_space, data.action_space, RewardNetConfig(hidden=(64, 64)), args.ensemble)
-    stats = train_preferences(ensemble, data, epochs=args.epochs, batch_size=32, rng=np.random.default_rng(args.seed))
+    with run_threads(1):  # torch, BLAS and OpenMP on one core, as a `threads: 1` recipe
+        seed_everything(args.seed, threads=1)
+        ensemble = RewardEnsemble(data.observation_space, data.action_space, RewardNetConfig(hidden=(64, 64)), args.ensemble)
+        stats = train_preferences(ensemble, data, epochs=args.epochs, batch_size=32, rng=np.random.default_rng(args.seed))
     with atomic_output(args.out, overwrite=args.overwrite) as tmp:
         data.save(tmp / "preferences.parquet")
         ensemble.save(tmp / "reward_net")

@@ -127,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
 
     sampled = f" sampled by Ray Tune's random search (seed {search.seed})" if search else ""
     echo(f"sweep: {len(sweep.runs)} runs ({len(sweep.labels())} configurations{sampled} x {len(seeds)} seeds) in {sweep.out}")
-    results, summary = run_sweep(sweep, cpus=args.cpus, address=args.address, echo=echo)
+    try:
+        results, summary = run_sweep(sweep, cpus=args.cpus, address=args.address, echo=echo)
+    except KeyboardInterrupt:  # `main` prints the one line `ildata: interrupted: ...`
+        raise KeyboardInterrupt(f"finished runs and checkpoints are kept in {sweep.out}; the same command continues the sweep") from None
     failed = [r for r in results if r.status == "failed"]
     if args.json:
         print(json.dumps(summary, indent=2))

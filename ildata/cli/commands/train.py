@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from ildata.cli.interrupts import INTERRUPTS
 
 EXAMPLES = """examples:
   ildata train recipes/bc-cartpole.yaml
@@ -83,26 +84,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from algos.recipe import load_recipe  # lazy: keeps `ildata --help` free of torch
-    from algos.train import RunInterrupted, run_recipe
-
-    args.error_subject = args.recipe
     from ildata.episode import DataError
 
+    args.error_subject = args.recipe
     overrides = [*args.overrides, *([f"seed={args.seed}"] if args.seed is not None else [])]
     if args.tensorboard:
         overrides.append("tensorboard=true")
-    recipe = load_recipe(args.recipe, overrides)
-    if args.resume is not None and (args.out is not None or args.overwrite):
-        raise DataError("--resume continues RUN in place: --out and --overwrite do not apply")
-    echo = (lambda _: None) if args.quiet else print
+    # The same command with --resume: what an interrupted run's line tells the user to run.
+    seed = f" --seed {args.seed}" if args.seed is not None else ""
+    sets = "".join(f" --set {o}" for o in args.overrides) + (" --tensorboard" if args.tensorboard else "")
+    again = f"ildata train {args.recipe}{sets}{seed}"
+    recipe = None
     try:
+        from algos.recipe import load_recipe  # lazy: keeps `ildata --help` free of torch
+        from algos.train import run_recipe
+
+        recipe = load_recipe(args.recipe, overrides)
+        if args.resume is not None and (args.out is not None or args.overwrite):
+            raise DataError("--resume continues RUN in place: --out and --overwrite do not apply")
+        echo = (lambda _: None) if args.quiet else print
         run_dir = run_recipe(recipe, out=args.out, overwrite=args.overwrite, echo=echo, resume=args.resume, progress=args.progress)
-    except RunInterrupted as exc:
-        seed = f" --seed {args.seed}" if args.seed is not None else ""
-        sets = "".join(f" --set {o}" for o in args.overrides) + (" --tensorboard" if args.tensorboard else "")
-        print(f"ildata: {exc}; continue with: ildata train {args.recipe}{sets}{seed} --resume {exc.run_dir}", file=sys.stderr)
-        raise
+    except BaseException as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or INTERRUPTS.presses):
+            raise
+        # `main` prints this as the one line `ildata: interrupted: ...`.
+        raise KeyboardInterrupt(_interrupted(exc, recipe, again)) from None
     if args.quiet:
         print(run_dir)
     return 0
+
+
+def _interrupted(exc: BaseException, recipe: object, again: str) -> str:
+    """What an interrupt leaves: a checkpoint to resume from (and the command that does), or nothing."""
+    algo = getattr(recipe, "algo", None)
+    if algo is None:  # interrupted while the recipe loaded: algos may be half imported, so not used here
+        return "nothing to resume (training had not started)"
+    from algos.base import ALGORITHMS
+    from algos.train import RunInterrupted
+
+    if isinstance(exc, RunInterrupted):
+        return f"{exc}; continue with: {again} --resume {exc.run_dir}"
+    if ALGORITHMS[algo].resumable:
+        return "nothing to resume (stopped before the first checkpoint)"
+    return f"nothing to resume (algo {algo} saves no checkpoints)"
