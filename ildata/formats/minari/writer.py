@@ -31,7 +31,7 @@ from ildata.formats.minari.rows import Columns, Out, take_nested
 from ildata.fsutil import atomic_output
 
 if TYPE_CHECKING:
-    from ildata.dataset import TrajectoryDataset
+    from ildata.store import TrajectoryDataset
 
 
 def write(
