@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -171,6 +172,7 @@ def convert(
     horizon: int | None = ...,
     stage: Stage = ...,
     shard_bytes: int | None = ...,
+    open_store: Literal[True] = ...,
 ) -> TrajectoryDataset: ...
 
 
@@ -186,7 +188,24 @@ def convert(
     horizon: int | None = ...,
     stage: Stage = ...,
     shard_bytes: int | None = ...,
+    open_store: Literal[True] = ...,
 ) -> TrajectoryDataset | ExportResult: ...
+
+
+@overload
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    overwrite: bool = ...,
+    to: str = ...,
+    env_id: str | None = ...,
+    fixed_horizon: str | None = ...,
+    horizon: int | None = ...,
+    stage: Stage = ...,
+    shard_bytes: int | None = ...,
+    open_store: Literal[False],
+) -> Path | ExportResult: ...
 
 
 def convert(
@@ -200,14 +219,19 @@ def convert(
     horizon: int | None = None,
     stage: Stage = _noop,
     shard_bytes: int | None = None,
-) -> TrajectoryDataset | ExportResult:
+    open_store: bool = True,
+) -> TrajectoryDataset | Path | ExportResult:
     """Convert `src` (detected by content) into `dst`; returns the new TrajectoryDataset
-    (or, for `to` other than "ildata", an ExportResult).
+    (or, for `to` other than "ildata", an ExportResult; with `open_store=False`, the store's
+    folder, unopened: all `ildata convert` needs to report it).
 
     `dst` may neither contain nor lie inside the source: replacing it would delete the source,
     and writing into it would modify the source. A source whose reader reads it piece by piece
     (ildata stores, imitation HF directories) is converted with memory bounded by about twice
-    `shard_bytes` (default 4 GiB) plus one chunk; see docs/large-datasets.md."""
+    `shard_bytes` (default 4 GiB, less under a memory limit: ildata/memory_limits.py) plus one
+    chunk; see docs/large-datasets.md. The written store gets `load`'s checks; one larger than
+    this process may map at once (an address-space limit, `ulimit -v`) is checked one shard at a
+    time and kept, and opening it here is a ShardMemoryError that says so."""
     from ildata.memory_limits import shard_bytes_within_limits
     from ildata.store import Provenance, load, sha256_path, write_chunks
 
@@ -253,7 +277,8 @@ def convert(
         if to in STORE_FORMATS:
             stage("writing")
             out = write_chunks(source.chunks, dst, overwrite=overwrite, data_format=STORE_FORMATS[to], **options)
-            return load(out)
+            _check_written(out)
+            return _opened(out) if open_store else out
         # Other formats: go through a temporary store so every writer reads one well-typed input.
         write = WRITERS.get(to)
         # Minari names a dataset by its path under the Minari root, not by the temporary folder.
@@ -269,6 +294,38 @@ def convert(
     if minari is not None:
         minari.register_namespace(dst, extra["dataset_id"])
     return ExportResult(path=dst, notes=[*source.notes, *notes])
+
+
+def _opened(root: Path) -> TrajectoryDataset:
+    """The store convert wrote and checked, opened; no room to map it is said to be that."""
+    from ildata.store import load
+    from ildata.store.shards import ShardMemoryError
+
+    try:
+        return load(root)
+    except ShardMemoryError as exc:
+        message = f"converted and checked one shard at a time, but this process has no room to map all its shards to open it ({exc.subject}: {exc})"
+        raise ShardMemoryError(message, subject=root) from None
+
+
+def _check_written(root: Path) -> None:
+    """`load`'s checks of the store just written (then dropped, unmapping it). Where this process
+    has no room to map every shard at once (an address-space limit below the store's size), the
+    shards are checked one at a time instead: the complete store is kept, for a process with room
+    to open it. Any failure removes the store: a convert that fails leaves nothing behind."""
+    from ildata.store import load
+    from ildata.store.shards import ShardMemoryError, check_shards_one_at_a_time
+
+    try:
+        try:
+            load(root)
+            return
+        except ShardMemoryError:
+            pass  # checked below, once the shards mapped so far are released with this exception
+        check_shards_one_at_a_time(root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
 
 
 def _fixed_horizon(source: SourceRead, fixed_horizon: str, horizon: int | None, stage: Stage) -> EpisodeBatch:

@@ -3,8 +3,9 @@ holds at once (a store shard) can be sized to fit a limited process instead of f
 
 Linux counts a process's address space against RLIMIT_AS (`ulimit -v`) and its private writable
 mappings against RLIMIT_DATA; `convert` holds about two shards while writing, and loading the
-result maps every shard. Without a limit (the usual case) nothing changes: the store's own shard
-size (`ildata.store.layout.SHARD_BYTES`) applies.
+result maps every shard (a store too big for that is checked a shard at a time instead: see
+`ildata.conversion.convert`). Without a limit (the usual case) nothing changes: the store's own
+shard size (`ildata.store.layout.SHARD_BYTES`) applies.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 # Writing holds a shard, the previous one (its statistics) and one column's copy while a shard is
 # assembled, besides a source chunk; the rest of the headroom is left for mapping the written
-# store when it is loaded, which needs room for every shard at once.
+# store when it is loaded, which needs room for every shard at once (or, for a store bigger than
+# that, for one shard at a time while convert checks it).
 SHARD_SHARE_OF_HEADROOM = 8
 MIN_SHARD_BYTES = 16 << 20  # below this, per-shard overhead outweighs what a smaller shard saves
 

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ildata.conversion import ExportResult
-    from ildata.store import TrajectoryDataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ildata.cli import printable
     from ildata.conversion import ExportResult, convert
     from ildata.episode import DataError
+    from ildata.store.shards import read_info
 
     if args.horizon is not None and args.fixed_horizon is None:
         raise DataError("--horizon needs --fixed-horizon absorbing|truncate (alone it would be ignored)")
@@ -74,18 +74,17 @@ def run(args: argparse.Namespace) -> int:
     if console.is_terminal and not args.quiet:
         result = _convert_with_progress(console, args, options)
     else:  # a progress display off a terminal only prints stray empty lines around the output
-        result = convert(args.src, args.dst, **options)
+        result = convert(args.src, args.dst, open_store=False, **options)
     elapsed = time.perf_counter() - started
     if isinstance(result, ExportResult):
         console.print(escape(printable(f"wrote {args.to} dataset {result.path} in {elapsed:.2f}s")))
         for note in result.notes:
             console.print(escape(printable(f"  note: {note}")))
         return 0
-    ds = result
-    info = ds.info
-    size = sum(f.stat().st_size for f in Path(ds.path).rglob("*") if f.is_file())
+    info = read_info(result).to_dict()  # not opened: the store may be more than this process can map at once
+    size = sum(f.stat().st_size for f in result.rglob("*") if f.is_file())
     console.print(
-        f"[bold]{escape(printable(ds.path))}[/]: {len(ds)} episodes, {ds.num_transitions} transitions "
+        f"[bold]{escape(printable(result))}[/]: {info['totals']['episodes']} episodes, {info['totals']['transitions']} transitions "
         f"from {escape(printable(info['provenance']['source_format']))} in {elapsed:.2f}s ({size / 1e6:.1f} MB)"
     )
     for note in info["provenance"].get("notes", []) or []:
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _convert_with_progress(console: Console, args: argparse.Namespace, options: dict[str, Any]) -> TrajectoryDataset | ExportResult:
+def _convert_with_progress(console: Console, args: argparse.Namespace, options: dict[str, Any]) -> Path | ExportResult:
     """`convert` with a transient progress bar that advances once per stage convert() reports."""
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -112,6 +111,6 @@ def _convert_with_progress(console: Console, args: argparse.Namespace, options: 
                 progress.advance(task)
             progress.update(task, description=f"{name} {source}")
 
-        result = convert(args.src, args.dst, stage=stage, **options)
+        result = convert(args.src, args.dst, stage=stage, open_store=False, **options)
         progress.update(task, completed=stages)
     return result
