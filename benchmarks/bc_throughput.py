@@ -1,7 +1,7 @@
 """BC training throughput (transitions/s) at batch 32 and 256, 2x32 MLP (imitation's default BC policy).
 
     python benchmarks/bc_throughput.py                 # 500k synthetic steps, obs f32[17], act f32[6]
-    python benchmarks/bc_throughput.py --steps 2000000 # the size FIELD-NOTES' imitation numbers use
+    python benchmarks/bc_throughput.py --steps 2000000 # the size imitation's quoted numbers use (benchmarks/REFERENCE-imitation.md)
 
 Three loops, all in this process, one torch thread, same data and network:
   ildata        - `algos.bc.BC.fit`: the whole dataset converted to tensors once (`TensorSampler`),

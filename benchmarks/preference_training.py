@@ -10,7 +10,7 @@ Pendulum-shaped pairs (3 obs + 1 action features) in the same process, same batc
   `nn.Sequential`, `torch.optim.Adam`, `binary_cross_entropy_with_logits`): the ratio says whether
   ildata's loop costs anything over it;
 - per-pair loop: one forward per fragment in Python (imitation 1.0.1's shape; about 1,100 pairs/s
-  on a 2-core machine per ONLINE-NOTES), on fewer pairs since it is slow.
+  on a 2-core machine, quoted in benchmarks/REFERENCE-imitation.md), on fewer pairs since it is slow.
 
 Each is timed `--repeats` times, taking turns, and the best is printed (the machine is shared: the
 best run is the one least disturbed by other jobs). The issue's bar: >= 20,000 pairs/s.

@@ -8,7 +8,7 @@ Variants, all on 8 `seals/CartPole-v0` envs in one SB3 `DummyVecEnv` with pre-dr
               normalisation) once per vector step on the whole batch
   recorded  - + `EpisodeRecorder` inside the reward wrapper (what an online round runs)
 Prints steps/s and the slowdown ratio (issue 9 asks for wrapped/raw <= 1.5x; imitation's
-BufferingWrapper + RewardVecEnvWrapper stack measured 4.6x in ONLINE-NOTES).
+BufferingWrapper + RewardVecEnvWrapper stack: 4.6x, quoted in benchmarks/REFERENCE-imitation.md).
 """
 
 from __future__ import annotations
