@@ -4,14 +4,14 @@ terminated, never on a time limit). The learner is paid f (`policy_reward: f`, i
 choice, leaving -log pi to the learner's entropy bonus) or the logit itself (`f-log_pi`).
 The reward kept after training (`reward_test`: relabelling, fresh learners) is g, the part
 meant to transfer; g(s) is sharply peaked on the demonstrations' states and -10 to -1000s off them,
-so a fresh learner is paid it normalised (`algos.adversarial`, `reward_from`). Everything else is
+so a fresh learner is paid it normalised (`reward_from`, `algos.expert`). Everything else is
 `algos.adversarial`'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 
 from algos.adversarial import AdversarialConfig, AdversarialTrainer, default_learner
 from algos.base import register
+from algos.online.learner_configs import LearnerConfig
 from algos.online.reward_nets import RewardNet, RewardNetConfig, ShapedRewardNet
 
 
@@ -34,11 +35,11 @@ class AIRLConfig(AdversarialConfig):
     # Running statistics, not the demonstrations' (GAIL's default): f is unbounded, and on states far
     # from the demonstrations it extrapolates to -100s, which drowns the learner's signal
     # (seals/CartPole 100k: running 0.48/0.28 vs expert + gradient penalty 0.23/0.42; RESULTS-adversarial.md).
-    disc_input_norm: Literal["expert", "running"] = "running"
+    disc_normalize_obs: Literal["expert", "running"] = "running"
     # PPO at twice GAIL's learning rate: with a state-only g the learner's signal about actions comes
     # through the dynamics only, and at 5e-4 its entropy stayed near ln 2 for 60k env steps
     # (seals/CartPole 100k, seeds 0-2: 0.48/0.28/0.23 at 5e-4, 1.00/0.61/1.00 at 1e-3).
-    learner: dict[str, Any] = field(default_factory=lambda: {**default_learner(), "learning_rate": 1e-3})
+    learner: LearnerConfig = field(default_factory=lambda: replace(default_learner(), learning_rate=1e-3))
 
 
 @register("airl")

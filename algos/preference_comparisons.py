@@ -17,10 +17,13 @@ One run, top to bottom (`fit`):
 
 Budget: every env step (initial sampling, learner phases) is taken on one `SeededVecEnv`, whose
 counter is checked against `total_timesteps` at the end (`StepBudget.check`). An off-policy
-learner (SAC) gets every replay batch relabelled with the current reward, so transitions stored
-under an older reward model are never trained on with stale rewards.
+learner (SAC, DQN) gets every replay batch relabelled with the current reward
+(`algos.online.replay.RelabelledReplayBuffer`), so transitions stored under an older reward
+model are never trained on with stale rewards.
 
-The preference dataset is saved in the run folder as `preferences.parquet`
+Resume (`ildata train --resume`) is exact: every finished round is checkpointed
+(`algos.preferences.checkpoint`), and a resumed run logs exactly the metrics of a run never
+interrupted. The preference dataset is saved in the run folder as `preferences.parquet`
 (`algos.preferences.PreferenceDataset`; `ildata prefs export/import` read and write the same format).
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -36,14 +40,16 @@ import gymnasium as gym
 import numpy as np
 
 from algos.base import Algorithm, LogFn, register
+from algos.online.learner_configs import LearnerConfig, PPOConfig, learner_config
 from ildata.episode import DataError, EpisodeBatch, Obs
 from ildata.fsutil import atomic_output
 
 if TYPE_CHECKING:
     import torch
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
     from algos.online.learners import Learner
-    from algos.online.vec_env import SeededVecEnv
+    from algos.online.recorder import EpisodeRecorder
     from algos.preferences import PreferenceDataset, RewardEnsemble, SyntheticGatherer
     from ildata.store import TrajectoryDataset
 
@@ -52,10 +58,6 @@ REWARD_DIR = "reward_net"
 POLICY_DIR = "policy"
 STATE_FILE = "preference_comparisons.json"
 CHECKPOINT_DIR = "checkpoint"  # under `checkpoint_dir`: the last finished round (`ildata train --resume`)
-OPTIMIZERS_FILE = "reward_optimizers.pt"
-REPLAY_FILE = "replay.npz"
-ROUND_FILE = "round.json"  # the checkpoint's counters, generators and metrics rows
-BATCH_FILE = "episodes.npz"  # the last learner phase's episodes: the next round's fragments come from them
 
 SCHEDULES = {
     "constant": lambda t: 1.0,
@@ -64,13 +66,11 @@ SCHEDULES = {
 }
 
 
-def _default_learner() -> dict[str, Any]:
-    return {"algo": "ppo", "rollout_steps": 2048, "batch_size": 64}
-
-
 @dataclass
 class PreferenceComparisonsConfig:
     """A recipe's `config:` for `algo: preference_comparisons` (see the module doc for the schedule)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"reward_normalization": "normalize_reward"}
 
     total_timesteps: int = 100_000  # every env step, fragment sampling included (an upper bound)
     n_envs: int = 1
@@ -93,19 +93,22 @@ class PreferenceComparisonsConfig:
     reward_use_action: bool = True
     reward_use_next_state: bool = False
     reward_epochs: int = 3  # passes over the whole preference dataset per round
-    initial_reward_epochs: int = 20  # in round 0 (imitation's default is 200x: ONLINE-NOTES)
+    initial_reward_epochs: int = 20  # in round 0 (imitation's default multiplies reward_epochs by 200)
     reward_batch_size: int = 32
     reward_learning_rate: float = 1e-3
     reward_weight_decay: float = 0.0
-    reward_normalization: Literal["standard", "scale", "off"] = "standard"
-    learner: dict[str, Any] = field(default_factory=_default_learner)
+    # The learned reward the learner is paid: standardised (`standard`), scaled (`scale`) or as is
+    # (`off`), by its mean and std over the preference fragments' transitions after each round.
+    normalize_reward: Literal["standard", "scale", "off"] = "standard"
+    # The RL learner, `{algo: ppo | sac | trpo | dqn, ...}` in SB3's words (`algos.online.learner_configs`).
+    learner: LearnerConfig = field(default_factory=PPOConfig)
     # Scores only: the policy whose return is the normalised score's 1 (expert:NAME, a run folder,
     # an SB3 zip). None: the shipped expert trained in the env, if there is one.
     reference_expert: str | None = field(default=None, metadata={"path": "if-exists"})
 
     def __post_init__(self) -> None:
-        from algos.online.learners import learner_config
-
+        if isinstance(self.learner, Mapping):  # built in code from a mapping, not through a recipe
+            self.learner = learner_config(self.learner)
         for name in (
             "total_timesteps",
             "n_envs",
@@ -130,9 +133,8 @@ class PreferenceComparisonsConfig:
         if self.temperature < 0 or not 0 < self.discount <= 1:
             raise DataError("temperature: must be >= 0; discount: in (0, 1]")
         self.reward_hidden = list(self.reward_hidden)
-        cfg = learner_config(self.learner)
-        if cfg.normalize_reward:
-            raise DataError("learner.normalize_reward: the reward is learned; use config.reward_normalization instead")
+        if self.learner.normalize_reward:
+            raise DataError("learner.normalize_reward: the reward is learned; use config.normalize_reward instead")
 
 
 def query_schedule(config: PreferenceComparisonsConfig) -> list[int]:
@@ -166,11 +168,10 @@ class PreferenceComparisons(Algorithm):
         if isinstance(observation_space, gym.spaces.Dict):
             raise DataError("preference comparisons: dict observations are not supported")
         super().__init__(config, observation_space=observation_space, action_space=action_space, seed=seed)
-        from algos.online.learners import learner_config
         from algos.online.reward_nets import RewardNetConfig
         from algos.preferences import PreferenceDataset, RewardEnsemble
 
-        self.learner_cfg = learner_config(config.learner)
+        self.learner_cfg = config.learner
         net_cfg = RewardNetConfig(
             use_action=config.reward_use_action, use_next_state=config.reward_use_next_state, hidden=tuple(config.reward_hidden)
         )
@@ -219,7 +220,7 @@ class PreferenceComparisons(Algorithm):
         next_obs = obs if next_obs is None else next_obs
         mean, std = self.moments
         raw = self.ensemble.predict(obs, acts, next_obs)
-        mode = self.config.reward_normalization
+        mode = self.config.normalize_reward
         return raw if mode == "off" else (raw - mean) / std if mode == "standard" else raw / std
 
     def _update_moments(self) -> None:
@@ -268,13 +269,14 @@ class PreferenceComparisons(Algorithm):
         """`iterations` rounds of query -> reward training -> learner phase within `total_timesteps`.
 
         With a `checkpoint_dir` (`ildata train`), every finished round is saved there and a run
-        that finds a checkpoint continues after its round, with the budget left after it."""
+        that finds a checkpoint continues exactly where it was, with the budget left after it."""
         from algos.online.budget import StepBudget
         from algos.online.learners import Learner, make_learner
         from algos.online.recorder import EpisodeRecorder
         from algos.online.reward_wrapper import RewardVecEnvWrapper
         from algos.online.vec_env import make_vec_env
         from algos.preferences import SyntheticGatherer, held_out_metrics, make_optimizers, train_preferences
+        from algos.preferences.checkpoint import load_batch, read_counters, restore_round
 
         cfg = self.config
         self.env_id = env_id or (dataset.env_id if dataset is not None else None) or self.env_id
@@ -282,21 +284,20 @@ class PreferenceComparisons(Algorithm):
             raise DataError("env: preference comparisons trains in an env")
         self.preferences.env_id = self.env_id
         checkpoint = self.checkpoint_dir / CHECKPOINT_DIR if self.checkpoint_dir is not None else None
-        state = self._restore(checkpoint) if checkpoint is not None and (checkpoint / ROUND_FILE).is_file() else None
+        state = None
+        if checkpoint is not None and (checkpoint / "round.json").is_file():
+            self._load_reward(checkpoint)
+            state = read_counters(checkpoint)
         done = int(state["env_steps"]) if state else 0  # env steps of the rounds before a resume
         venv = make_vec_env(self.env_id, cfg.n_envs, seed=self.seed)
-        if state:  # a fresh env continues the seed schedule (episodes cut by the interrupt are lost)
-            venv.schedule.next_seed = venv.schedule.first + int(state["episodes_started"])
         budget = StepBudget(venv, cfg.total_timesteps - done)
         recorder = EpisodeRecorder(venv)
         wrapped = RewardVecEnvWrapper(recorder, lambda o, a, o2, term: self.saved_reward(o, a, o2).astype(np.float32))
+        relabel = self._relabel_replay if self.learner_cfg.algo in ("sac", "dqn") else None
         if checkpoint is not None and state:
-            self.learner = learner = Learner.load(checkpoint / POLICY_DIR, wrapped)
-            _load_replay(learner, checkpoint / REPLAY_FILE)
+            self.learner = learner = Learner.load(checkpoint / POLICY_DIR, wrapped, relabel=relabel)
         else:
-            self.learner = learner = make_learner(self.learner_cfg, wrapped, seed=self.seed)
-        if self.learner_cfg.algo in ("sac", "dqn"):
-            self._relabel_replay(learner)
+            self.learner = learner = make_learner(self.learner_cfg, wrapped, seed=self.seed, relabel=relabel)
         gatherer = SyntheticGatherer(cfg.temperature, cfg.discount, cfg.random_label_prob, seed=self.seed + 1, equal_ties=cfg.equal_ties)
         optimizers = make_optimizers(self.ensemble, cfg.reward_learning_rate, cfg.reward_weight_decay)
         rows: list[tuple[int, dict[str, float]]] = []
@@ -307,13 +308,11 @@ class PreferenceComparisons(Algorithm):
                 log(step, dict(metrics))
 
         if checkpoint is not None and state:
-            import torch
-
-            for opt, saved in zip(optimizers, torch.load(checkpoint / OPTIMIZERS_FILE, weights_only=True), strict=True):
-                opt.load_state_dict(saved)
+            running_obs = restore_round(checkpoint, learner, recorder, optimizers, state)
+            wrapped.continue_from(running_obs, recorder.running_state()["pos"])
             gatherer.rng.bit_generator.state = state["gatherer_rng"]
             self.rng.bit_generator.state = state["rng"]
-            first_round, owed, batch = int(state["round"]), int(state["owed"]), _load_batch(checkpoint / BATCH_FILE)
+            first_round, owed, batch = int(state["round"]), int(state["owed"]), load_batch(checkpoint)
             for step, m in state["rows"]:  # metrics.csv of the resumed run holds every round
                 record(int(step), {k: float(v) for k, v in m.items()})
             metrics = dict(rows[-1][1])
@@ -365,70 +364,39 @@ class PreferenceComparisons(Algorithm):
                 metrics.update(held_out_metrics(self.ensemble, batch, cfg.fragment_length, np.random.default_rng([self.seed, 2])))
             if checkpoint is not None:
                 rows_after = [*rows, (done + budget.used, dict(metrics))]
-                self._checkpoint(checkpoint, learner, optimizers, gatherer, batch, k + 1, owed, done + budget.used, venv, rows_after)
+                counters = {"round": k + 1, "owed": owed, "env_steps": done + budget.used, "rows": [[st, m] for st, m in rows_after]}
+                self._checkpoint(checkpoint, learner, recorder, optimizers, gatherer, batch, counters)
             record(done + budget.used, metrics)
         budget.check()  # every env step, fragment sampling included, within total_timesteps
         self.policy = learner.policy
         return dict(metrics)
 
-    def _relabel_replay(self, learner: Learner) -> None:
-        """Every replay batch an off-policy learner samples gets the current learned reward."""
-        import torch
-
-        buffer = learner.model.replay_buffer  # type: ignore[attr-defined]
-        sample = buffer.sample
-        policy = learner.model.policy
+    def _relabel_replay(self, data: ReplayBufferSamples) -> np.ndarray:
+        """An off-policy learner's replay batches are paid the current learned reward (`algos.online.replay`)."""
+        assert self.learner is not None
+        obs, acts, next_obs = (x.numpy() for x in (data.observations, data.actions, data.next_observations))
         box = isinstance(self.action_space, gym.spaces.Box)
-
-        def relabelled(batch_size: int, env: Any = None) -> Any:
-            data = sample(batch_size, env)
-            obs, acts, next_obs = (x.numpy() for x in (data.observations, data.actions, data.next_observations))
-            acts = policy.unscale_action(acts) if box else acts.reshape(-1).astype(np.int64)
-            rewards = self.saved_reward(obs, acts, next_obs)
-            return data._replace(rewards=torch.as_tensor(rewards, dtype=torch.float32).reshape(-1, 1))
-
-        buffer.sample = relabelled
+        acts = self.learner.model.policy.unscale_action(acts) if box else acts.reshape(-1).astype(np.int64)
+        return self.saved_reward(obs, acts, next_obs)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(
         self,
         path: Path,
         learner: Learner,
+        recorder: EpisodeRecorder,
         optimizers: list[torch.optim.Optimizer],
         gatherer: SyntheticGatherer,
         batch: EpisodeBatch | None,
-        rounds: int,
-        owed: int,
-        env_steps: int,
-        venv: SeededVecEnv,
-        rows: list[tuple[int, dict[str, float]]],
+        counters: dict[str, Any],
     ) -> None:
-        """Everything the next round needs, atomically: the run state (`_save_state`), the reward
-        optimisers, the off-policy replay buffer, the episodes the next queries draw from, the
-        generators and the counters (rounds done, env steps used, episodes started)."""
-        import torch
+        """The run state (`_save_state`) and the round's (`algos.preferences.checkpoint`), atomically."""
+        from algos.preferences.checkpoint import save_round
 
         with atomic_output(path, overwrite=True) as tmp:
             self._save_state(tmp)
-            torch.save([opt.state_dict() for opt in optimizers], tmp / OPTIMIZERS_FILE)
-            _save_replay(learner, tmp / REPLAY_FILE)
-            _save_batch(batch, tmp / BATCH_FILE)
-            state = {
-                "round": rounds,
-                "owed": owed,
-                "env_steps": env_steps,
-                "episodes_started": venv.schedule.episodes_started,
-                "rng": self.rng.bit_generator.state,
-                "gatherer_rng": gatherer.rng.bit_generator.state,
-                "moments": list(self.moments),
-                "rows": [[step, m] for step, m in rows],
-            }
-            (tmp / ROUND_FILE).write_text(json.dumps(state))
-
-    def _restore(self, path: Path) -> dict[str, Any]:
-        """The run state after the checkpoint's last round (reward nets, pairs, normaliser); its counters."""
-        self._load_reward(path)
-        return dict(json.loads((path / ROUND_FILE).read_text()))
+            counters = {**counters, "rng": self.rng.bit_generator.state, "gatherer_rng": gatherer.rng.bit_generator.state}
+            save_round(tmp, learner, recorder, optimizers, batch, counters)
 
     # ------------------------------------------------------------------ persistence
     def _save_state(self, run_dir: Path) -> None:
@@ -454,44 +422,3 @@ class PreferenceComparisons(Algorithm):
         self.preferences = PreferenceDataset.load(run_dir / PREFERENCES_FILE)
         mean, std = json.loads((run_dir / STATE_FILE).read_text())["moments"]
         self.moments = (float(mean), float(std))
-
-
-# Replay buffers and episode batches are saved as plain arrays (npz without pickles), never as
-# SB3's pickled buffers: a checkpoint is data, and loading it must not run code.
-REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-EPISODE_ARRAYS = ("obs", "acts", "rews", "lengths", "terminated", "truncated", "termination_known", "seeds")
-
-
-def _save_replay(learner: Learner, path: Path) -> None:
-    buffer = getattr(learner.model, "replay_buffer", None)
-    if buffer is None:
-        return
-    size = buffer.buffer_size if buffer.full else buffer.pos
-    arrays = {k: getattr(buffer, k)[:size] for k in REPLAY_ARRAYS if getattr(buffer, k, None) is not None}
-    arrays.update(pos=np.asarray(buffer.pos, np.int64), full=np.asarray(buffer.full))
-    np.savez(path, **arrays)
-
-
-def _load_replay(learner: Learner, path: Path) -> None:
-    buffer = getattr(learner.model, "replay_buffer", None)
-    if buffer is None or not path.is_file():
-        return
-    with np.load(path, allow_pickle=False) as saved:
-        for key in REPLAY_ARRAYS:
-            if key in saved.files:
-                values = saved[key]
-                getattr(buffer, key)[: len(values)] = values
-        buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])
-
-
-def _save_batch(batch: EpisodeBatch | None, path: Path) -> None:
-    if batch is not None:
-        arrays: dict[str, Any] = {k: np.asarray(getattr(batch, k)) for k in EPISODE_ARRAYS if getattr(batch, k) is not None}
-        np.savez(path, **arrays)
-
-
-def _load_batch(path: Path) -> EpisodeBatch | None:
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as saved:
-        return EpisodeBatch(**{k: saved[k] for k in saved.files})

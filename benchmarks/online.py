@@ -70,9 +70,9 @@ PPO_SDE_PENDULUM = PPO_PENDULUM.replace("}", ", use_sde: true, sde_sample_freq: 
 GAIL_PPO_PENDULUM = [
     "config.total_timesteps=500000",
     "config.n_envs=4",
-    "config.gen_steps_per_round=null",
+    "config.steps_per_round=null",
     "config.disc_updates_per_round=8",
-    "config.reward_normalization=standard",
+    "config.normalize_reward=standard",
 ]
 
 ENTRIES: dict[str, Entry] = {
@@ -84,7 +84,7 @@ ENTRIES: dict[str, Entry] = {
     "dagger-cartpole-8env": Entry(
         "recipes/dagger-cartpole.yaml",
         [
-            "config.num_envs=8",
+            "config.n_envs=8",
             "config.steps_per_round=4000",
             "config.rounds=10",
             "config.total_timesteps=40000",
@@ -120,10 +120,10 @@ ENTRIES: dict[str, Entry] = {
         "recipes/gail-pendulum-ppo.yaml",
         bar=0.8,
         long=True,
-        why="D(s) (disc_use_action false), disc lr 1e-3 + gradient penalty 1, PPO gamma 0.99 + obs_norm",
+        why="D(s) (disc_use_action false), disc lr 1e-3 + gradient penalty 1, PPO gamma 0.99 + normalize_obs",
     ),
     # Session 4's GAIL + PPO settings, below the bar (RESULTS-adversarial.md): D(s, a), the
-    # discriminator of the SAC recipe (lr 3e-4, gradient penalty 10), gamma 0.9, no obs_norm.
+    # discriminator of the SAC recipe (lr 3e-4, gradient penalty 10), gamma 0.9, no normalize_obs.
     "gail-pendulum-ppo-sa-500k": Entry(
         "recipes/gail-pendulum.yaml",
         [*GAIL_PPO_PENDULUM, f"config.learner={PPO_PENDULUM}"],
@@ -141,8 +141,8 @@ ENTRIES: dict[str, Entry] = {
     "gail-pendulum-sac-50k": Entry("recipes/gail-pendulum.yaml", ["config.total_timesteps=50000"], bar=0.8, long=True),
     # seals/MountainCar-v0 and MuJoCo: no bar in the issue, scores reported for as many env steps as
     # 30 minutes of one core allow (MountainCar: 1M env steps take 5-6 minutes).
-    "gail-mountaincar": Entry("recipes/gail-mountaincar.yaml", bar=None, long=True, why="1M env steps, PPO with learner.obs_norm"),
-    "airl-mountaincar": Entry("recipes/airl-mountaincar.yaml", bar=None, long=True, why="1M env steps, PPO with learner.obs_norm"),
+    "gail-mountaincar": Entry("recipes/gail-mountaincar.yaml", bar=None, long=True, why="1M env steps, PPO with learner.normalize_obs"),
+    "airl-mountaincar": Entry("recipes/airl-mountaincar.yaml", bar=None, long=True, why="1M env steps, PPO with learner.normalize_obs"),
     # MuJoCo (pip install -e ".[mujoco]"): as many env steps as 30 minutes of one core allow, SAC.
     "gail-halfcheetah": Entry(
         "recipes/gail-halfcheetah.yaml",

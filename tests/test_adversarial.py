@@ -30,7 +30,7 @@ from ildata.episode import DataError, Episode, EpisodeBatch
 from ildata.horizon import VariableHorizonError
 
 SEALS = "seals/CartPole-v0"
-RANDOM_RETURN, EXPERT_RETURN = 36.3, 500.0  # seals/CartPole-v0 (ONLINE-NOTES, 50 episodes)
+RANDOM_RETURN, EXPERT_RETURN = 36.3, 500.0  # seals/CartPole-v0 (50 episodes; benchmarks/REFERENCE-imitation.md)
 TINY: dict[str, Any] = {"n_envs": 2, "learner": {"algo": "ppo", "rollout_steps": 32, "batch_size": 32, "n_epochs": 1}}
 
 
@@ -120,7 +120,7 @@ def test_same_seed_same_metrics_whatever_ran_before(expert, cls) -> None:
 
 def test_disc_first_relabels_the_rollout_with_the_updated_discriminator(expert) -> None:
     """After the discriminator trains on a round, PPO's buffer holds the new discriminator's rewards."""
-    algo = make(GAIL, expert, total_timesteps=64, round_order="disc_first", reward_normalization="off", **TINY)
+    algo = make(GAIL, expert, total_timesteps=64, round_order="disc_first", normalize_reward="off", **TINY)
     seen: dict[str, np.ndarray] = {}
     end_round = algo.end_round
 
@@ -150,13 +150,13 @@ def test_gail_reward_forms_and_normalisation_really_applied(expert) -> None:
     assert (raw >= 0).all()
     assert algo.moments.count > 0  # statistics from every round's learner rewards
     np.testing.assert_allclose(seen, (raw - algo.moments.mean) / (np.sqrt(algo.moments.var) + 1e-8), rtol=1e-5)
-    logit_algo = make(GAIL, expert, total_timesteps=256, reward_form="logit", reward_normalization="off", **TINY)
+    logit_algo = make(GAIL, expert, total_timesteps=256, reward_form="logit", normalize_reward="off", **TINY)
     logit_algo.net.load_state_dict(algo.net.state_dict())
     np.testing.assert_allclose(logit_algo.learner_rewards(batch)[1], logit, rtol=1e-6)
 
 
 def test_discriminator_inputs_are_normalised_by_the_demonstrations(expert) -> None:
-    """`disc_input_norm: expert` (default): the normaliser holds the demonstrations' statistics all
+    """`disc_normalize_obs: expert` (default): the normaliser holds the demonstrations' statistics all
     run, whatever states the learner drifts to; `running` keeps updating from every batch."""
     tr = expert.transitions()
     x = np.concatenate([np.asarray(tr.obs), np.eye(2)[np.asarray(tr.acts)]], axis=1)
@@ -166,7 +166,7 @@ def test_discriminator_inputs_are_normalised_by_the_demonstrations(expert) -> No
     assert isinstance(norm, RunningNorm)
     np.testing.assert_allclose(norm.mean.numpy(), x.mean(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(norm.var.numpy(), np.maximum(x.var(0), 1e-4), rtol=1e-3, atol=1e-6)
-    running = make(GAIL, expert, total_timesteps=256, disc_input_norm="running", gradient_penalty=1.0, **TINY)
+    running = make(GAIL, expert, total_timesteps=256, disc_normalize_obs="running", gradient_penalty=1.0, **TINY)
     running.fit(expert, env_id=SEALS)
     assert isinstance(running.net.norm, RunningNorm)
     assert not np.allclose(running.net.norm.mean.numpy(), x.mean(0), atol=1e-3)
@@ -218,7 +218,7 @@ def test_airl_shaping_zeroes_the_next_potential_on_termination_only(expert) -> N
     np.testing.assert_allclose(algo.reward(alive.obs, alive.acts, alive.next_obs), g, rtol=1e-5, atol=1e-6)
     log_pi = algo.log_prob(alive)
     assert log_pi is not None and (log_pi <= 0).all()
-    f_minus = make(AIRL, expert, total_timesteps=256, policy_reward="f-log_pi", reward_normalization="off", **TINY)
+    f_minus = make(AIRL, expert, total_timesteps=256, policy_reward="f-log_pi", normalize_reward="off", **TINY)
     np.testing.assert_allclose(f_minus.policy_reward(np.ones(3), np.full(3, -0.5)), np.full(3, 1.5))
 
 
@@ -238,10 +238,10 @@ def test_sac_learner(cls, demos, obs_norm, tmp_path) -> None:
         data,
         total_timesteps=300,
         n_envs=1,
-        gen_steps_per_round=100,
+        steps_per_round=100,
         disc_updates_per_round=2,
         gradient_penalty=10.0,
-        learner={"algo": "sac", "learning_starts": 50, "batch_size": 32, "net_arch": [16], "obs_norm": obs_norm},
+        learner={"algo": "sac", "learning_starts": 50, "batch_size": 32, "net_arch": [16], "normalize_obs": obs_norm},
     )
     rows: list[dict[str, float]] = []
     metrics = sac.fit(data, env_id=data.env_id, log=lambda s, m: rows.append(m))
@@ -265,7 +265,7 @@ def test_learner_obs_norm_holds_the_demonstrations_statistics_and_is_saved_with_
     from algos.expert import Expert, ExpertConfig
     from algos.online.learners import FixedObsNorm
 
-    algo = make(GAIL, expert, total_timesteps=128, n_envs=2, learner={**TINY["learner"], "obs_norm": True})
+    algo = make(GAIL, expert, total_timesteps=128, n_envs=2, learner={**TINY["learner"], "normalize_obs": True})
     algo.fit(expert, env_id=SEALS)
     assert algo.learner is not None
     norms = [m for m in algo.learner.model.policy.modules() if isinstance(m, FixedObsNorm)]
@@ -278,11 +278,11 @@ def test_learner_obs_norm_holds_the_demonstrations_statistics_and_is_saved_with_
     np.testing.assert_array_equal(again.policy(obs[:64]), algo.policy(obs[:64]))
     # An algorithm without demonstrations cannot set it: one line naming the key, before training.
     rl = Expert(
-        ExpertConfig(total_timesteps=64, learner={"algo": "ppo", "rollout_steps": 32, "obs_norm": True}),
+        ExpertConfig(total_timesteps=64, learner={"algo": "ppo", "rollout_steps": 32, "normalize_obs": True}),
         observation_space=None,
         action_space=None,
     )
-    with pytest.raises(DataError, match="learner.obs_norm: this algorithm has no demonstrations"):
+    with pytest.raises(DataError, match="learner.normalize_obs: this algorithm has no demonstrations"):
         rl.fit(None, env_id=SEALS)
 
 
@@ -343,7 +343,7 @@ def test_a_fresh_learner_on_a_saved_reward_is_paid_it_normalised(expert, tmp_pat
         last.weight.mul_(1000.0)
         last.bias.mul_(1000.0).sub_(5000.0)
     net.save(tmp_path / "airl" / "reward_net", overwrite=True)
-    fresh = make(AIRL, expert, total_timesteps=256, reward_from=str(tmp_path / "airl"), reward_normalization=normalization, **TINY)
+    fresh = make(AIRL, expert, total_timesteps=256, reward_from=str(tmp_path / "airl"), normalize_reward=normalization, **TINY)
     fresh.fit(None, env_id=SEALS)
     assert fresh.learner is not None and fresh.reward is not None
     buffer = fresh.learner.model.rollout_buffer  # type: ignore[attr-defined]  # the last rollout: what the learner was paid

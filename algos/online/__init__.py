@@ -5,10 +5,13 @@ One module per responsibility, used in this order (innermost first)::
     venv = make_vec_env(env_id, num_envs, seed=seed)        # vec_env: seeded episodes, step counter
     venv = EpisodeRecorder(venv)                            # recorder: rollouts -> EpisodeBatch
     venv = RewardVecEnvWrapper(venv, reward_net.reward_fn)  # reward_wrapper: learned reward
-    learner = make_learner(LearnerConfig(...), venv)        # learners: PPO / SAC / TRPO
+    learner = make_learner(LearnerConfig(...), venv)        # learners: PPO / SAC / TRPO / DQN
     learner.learn(n_env_steps)                              # never more than n env steps
 
-The recorder sits inside the reward wrapper so it records the env's true rewards.
+The recorder sits inside the reward wrapper so it records the env's true rewards. Beside them:
+`learner_configs` (the typed `learner:` configs), `normalizer` (the one running/fixed
+normaliser), `reward_nets` (reward and discriminator MLPs), `replay` (off-policy replay
+relabelled with the current learned reward), `budget` (the step budget).
 Modules import torch / stable-baselines3 at import time; `ildata/` never imports this package.
 """
 

@@ -1,7 +1,7 @@
 """A run's total env-step budget, read off the vec env's own step counter.
 
-imitation's `total_timesteps` is only a lower bound (ONLINE-NOTES, "Budgets": rounds floored,
-SB3 rounding `learn()` up, fragment sampling not counted). Here every env step any part of an
+imitation's `total_timesteps` is only a lower bound (its rounds are floored, SB3 rounds
+`learn()` up, and fragment sampling is not counted). Here every env step any part of an
 algorithm takes goes through one `SeededVecEnv`, whose counter is the single source of truth.
 """
 

@@ -5,19 +5,20 @@
     learner.policy(obs_batch)       # an `algos.policies.SB3Policy` (deterministic)
     learner.save(directory); Learner.load(directory, venv)
 
-Configs are typed dataclasses a recipe's `learner:` mapping fits key for key
-(`learner: {algo: ppo, rollout_steps: 512, batch_size: 64, learning_rate: 3e-4}`), with SB3's own
-parameter names except one: SB3's `n_steps` (env steps per env between two updates) is
-`rollout_steps`, because gradient steps and env steps are different words everywhere (`n_steps`
-is refused with its new name). How many env steps in all and in how many parallel envs are the
-algorithm's settings (`total_timesteps`, `n_envs`), not the learner's. `normalize_reward` (not an
-SB3 argument) scales the rewards the learner sees by a running std of returns (SB3's
-`VecNormalize`; its statistics are not saved). `obs_norm` (not an SB3 argument either) puts a fixed
-`(obs - mean) / std` layer in front of the policy and value nets, its statistics the demonstrations'
-(`make_learner(..., obs_stats=...)`) and saved with the weights. Budget contract: SB3 rounds `learn(total_timesteps)` *up* to whole units (an
-on-policy rollout of `rollout_steps * n_envs` env steps; an off-policy collection of
-`train_freq * n_envs`), so `learn(n)` runs the largest whole number of units that fits in n
-(`plan(n)` says how many steps that is; a budget below one unit takes no step and warns).
+Configs are the typed dataclasses of `algos.online.learner_configs` (re-exported here), which a
+recipe's `learner:` mapping fits key for key, in SB3's words (`rollout_steps` for `n_steps`).
+How many env steps in all and in how many parallel envs are the algorithm's settings
+(`total_timesteps`, `n_envs`), not the learner's. `normalize_reward` (not an SB3 argument)
+scales the rewards the learner sees by a running std of returns (SB3's `VecNormalize`; its
+statistics are not saved). `normalize_obs` (not an SB3 argument either) puts a fixed
+`(obs - mean) / std` layer in front of the policy and value nets (`FixedObsNorm`), its statistics
+the demonstrations' (`make_learner(..., obs_stats=...)`) and saved with the weights. An
+off-policy learner on a learned reward gets `make_learner(..., relabel=...)`: every replay batch
+it samples is paid the current reward (`algos.online.replay`). Budget contract: SB3 rounds
+`learn(total_timesteps)` *up* to whole units (an on-policy rollout of `rollout_steps * n_envs`
+env steps; an off-policy collection of `train_freq * n_envs`), so `learn(n)` runs the largest
+whole number of units that fits in n (`plan(n)` says how many steps that is; a budget below one
+unit takes no step and warns).
 Persistence is a JSON config plus torch state dicts (`torch.load(weights_only=True)`): no
 pickle, unlike SB3 zips. The replay buffer is not saved.
 """
@@ -26,9 +27,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -38,138 +39,42 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import KVWriter
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from torch import nn
 
 from algos.base import LogFn, quiet_import
+from algos.online.learner_configs import (
+    CONFIGS,
+    DQNConfig,
+    LearnerConfig,
+    PPOConfig,
+    SACConfig,
+    TRPOConfig,
+    learner_config,
+)
+from algos.online.normalizer import RunningNorm
+from algos.online.replay import Relabel, RelabelledReplayBuffer
 from algos.online.vec_env import base_env, make_vec_env
 from algos.policies import POLICY_LOADERS, PolicyMeta, SB3Policy, write_policy_meta
 from ildata.episode import DataError
 from ildata.fsutil import atomic_output
 from ildata.spaces import space_to_dict
 
+__all__ = [
+    "CONFIGS",
+    "DQNConfig",
+    "FixedObsNorm",
+    "Learner",
+    "LearnerConfig",
+    "PPOConfig",
+    "SACConfig",
+    "TRPOConfig",
+    "learner_config",
+    "make_learner",
+]
+
 META_FILE = "learner.json"
 POLICY_KIND = "sb3-learner"  # policy.json kind: `algos.policies.load_policy(learner_dir)` works
 PARAMS_FILE = "parameters.pt"
-
-
-RENAMED_N_STEPS: dict[str, str] = {"n_steps": "rollout_steps"}
-
-
-@dataclass
-class PPOConfig:
-    """stable_baselines3.PPO's arguments (same names but `rollout_steps`); `net_arch` goes to `policy_kwargs`."""
-
-    RENAMED: ClassVar[dict[str, str]] = RENAMED_N_STEPS
-
-    algo: Literal["ppo"] = "ppo"
-    rollout_steps: int = 2048  # SB3's n_steps, per env: a rollout is rollout_steps * n_envs env steps
-    batch_size: int = 64
-    n_epochs: int = 10
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    normalize_advantage: bool = True
-    target_kl: float | None = None
-    # Generalized state-dependent exploration (Box actions): rl-baselines3-zoo's tuned PPO for
-    # Pendulum and MuJoCo uses it; sde_sample_freq -1 draws the noise matrix once per rollout.
-    use_sde: bool = False
-    sde_sample_freq: int = -1
-    net_arch: list[int] | None = None
-    normalize_reward: bool = False
-    obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "rollout_steps", "batch_size", "n_epochs")
-
-
-@dataclass
-class SACConfig:
-    """stable_baselines3.SAC's arguments (same names); `train_freq` counts vector steps."""
-
-    algo: Literal["sac"] = "sac"
-    learning_rate: float = 3e-4
-    buffer_size: int = 1_000_000
-    learning_starts: int = 100
-    batch_size: int = 256
-    tau: float = 0.005
-    gamma: float = 0.99
-    train_freq: int = 1
-    gradient_steps: int = 1
-    ent_coef: str | float = "auto"
-    target_update_interval: int = 1
-    net_arch: list[int] | None = None
-    normalize_reward: bool = False
-    obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "buffer_size", "batch_size", "train_freq")
-
-
-@dataclass
-class TRPOConfig:
-    """sb3_contrib.TRPO's arguments (same names but `rollout_steps`); imitation's original GAIL learner."""
-
-    RENAMED: ClassVar[dict[str, str]] = RENAMED_N_STEPS
-
-    algo: Literal["trpo"] = "trpo"
-    rollout_steps: int = 2048  # SB3's n_steps
-    batch_size: int = 128
-    learning_rate: float = 1e-3  # the critic's
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    cg_max_steps: int = 15
-    cg_damping: float = 0.1
-    line_search_shrinking_factor: float = 0.8
-    line_search_max_iter: int = 10
-    n_critic_updates: int = 10
-    target_kl: float = 0.01
-    normalize_advantage: bool = True
-    net_arch: list[int] | None = None
-    normalize_reward: bool = False
-    obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "rollout_steps", "batch_size")
-
-
-@dataclass
-class DQNConfig:
-    """stable_baselines3.DQN's arguments (same names); `train_freq` counts vector steps."""
-
-    algo: Literal["dqn"] = "dqn"
-    learning_rate: float = 1e-4
-    buffer_size: int = 1_000_000
-    learning_starts: int = 100
-    batch_size: int = 32
-    tau: float = 1.0
-    gamma: float = 0.99
-    train_freq: int = 4
-    gradient_steps: int = 1
-    target_update_interval: int = 10_000
-    exploration_fraction: float = 0.1  # of the steps of each learn() call
-    exploration_initial_eps: float = 1.0
-    exploration_final_eps: float = 0.05
-    max_grad_norm: float = 10.0
-    net_arch: list[int] | None = None
-    normalize_reward: bool = False
-    obs_norm: bool = False  # a fixed input normaliser, set from the algorithm's demonstrations (`FixedObsNorm`)
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "buffer_size", "batch_size", "train_freq")
-
-
-def _check_positive(config: object, *names: str) -> None:
-    """DataError naming the first field that is not at least 1 (recipes prefix the key)."""
-    for name in names:
-        if getattr(config, name) < 1:
-            raise DataError(f"{name}: must be at least 1, got {getattr(config, name)}")
-
-
-LearnerConfig = PPOConfig | SACConfig | TRPOConfig | DQNConfig
-CONFIGS: dict[str, type[LearnerConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "trpo": TRPOConfig, "dqn": DQNConfig}
 
 
 class _LogWriter(KVWriter):
@@ -223,12 +128,13 @@ class Learner:
         seed: int = 0,
         log: LogFn | None = None,
         obs_stats: tuple[np.ndarray, np.ndarray] | None = None,
+        relabel: Relabel | None = None,
     ) -> None:
         self.config = config
         self.venv = venv
         self.seed = seed
         self.log = log
-        kwargs = {k: v for k, v in asdict(config).items() if k not in ("algo", "net_arch", "normalize_reward", "obs_norm")}
+        kwargs = {k: v for k, v in asdict(config).items() if k not in ("algo", "net_arch", "normalize_reward", "normalize_obs")}
         if "rollout_steps" in kwargs:
             kwargs["n_steps"] = kwargs.pop("rollout_steps")
         policy_kwargs: dict[str, Any] = {}
@@ -236,20 +142,24 @@ class Learner:
             policy_kwargs["net_arch"] = list(config.net_arch)
         if getattr(config, "use_sde", False) and not isinstance(venv.action_space, gym.spaces.Box):
             raise DataError(f"learner.use_sde: gSDE needs continuous (Box) actions, the env has {venv.action_space}")
-        if config.obs_norm:
+        if config.normalize_obs:
             if obs_stats is None:
-                raise DataError("learner.obs_norm: this algorithm has no demonstrations to take the statistics from")
+                raise DataError("learner.normalize_obs: this algorithm has no demonstrations to take the statistics from")
             if not isinstance(venv.observation_space, gym.spaces.Box):
-                raise DataError(f"learner.obs_norm: needs Box observations, got {venv.observation_space}")
+                raise DataError(f"learner.normalize_obs: needs Box observations, got {venv.observation_space}")
             policy_kwargs["features_extractor_class"] = FixedObsNorm
         if policy_kwargs:
             kwargs["policy_kwargs"] = policy_kwargs
+        if relabel is not None:  # off-policy on a learned reward: every sampled batch relabelled
+            if not isinstance(config, (SACConfig, DQNConfig)):
+                raise DataError(f"learner.algo: {config.algo} keeps no replay buffer to relabel")
+            kwargs.update(replay_buffer_class=RelabelledReplayBuffer, replay_buffer_kwargs={"relabel": relabel})
         module, name = self.sb3_class
         policy = "MultiInputPolicy" if isinstance(venv.observation_space, gym.spaces.Dict) else "MlpPolicy"
         if config.normalize_reward:  # the learner sees scaled rewards; the stack below is unchanged
             venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=config.gamma)
         self.model: BaseAlgorithm = getattr(quiet_import(module), name)(policy, venv, seed=seed, device="cpu", verbose=0, **kwargs)
-        if obs_stats is not None and config.obs_norm:
+        if obs_stats is not None and config.normalize_obs:
             for norm in (m for m in self.model.policy.modules() if isinstance(m, FixedObsNorm)):  # SAC: actor, critics, targets
                 norm.set_statistics(*obs_stats)
 
@@ -316,19 +226,22 @@ class Learner:
             write_policy_meta(tmp, POLICY_KIND, self.venv.observation_space, self.venv.action_space, env_id=venv.env_id)
 
     @staticmethod
-    def load(directory: str | Path, venv: VecEnv | None = None, *, log: LogFn | None = None) -> Learner:
-        """Rebuild a saved learner in `venv` (default: one env of the saved env id)."""
+    def load(directory: str | Path, venv: VecEnv | None = None, *, log: LogFn | None = None, relabel: Relabel | None = None) -> Learner:
+        """Rebuild a saved learner in `venv` (default: one env of the saved env id); `relabel` as in `make_learner`."""
         directory = Path(directory)
         try:
             meta = json.loads((directory / META_FILE).read_text())
         except (FileNotFoundError, json.JSONDecodeError) as exc:
             raise DataError(f"{directory}: not a saved learner ({exc})") from None
-        config = learner_config(meta["config"])
+        saved_config = dict(meta["config"])
+        if "obs_norm" in saved_config:  # a learner saved before the key was renamed
+            saved_config["normalize_obs"] = saved_config.pop("obs_norm")
+        config = learner_config(saved_config)
         if venv is None:
             venv = make_vec_env(meta["env_id"], 1, seed=int(meta["seed"]))
         dim = int(np.prod(venv.observation_space.shape or ()))
-        placeholder = (np.zeros(dim), np.ones(dim)) if config.obs_norm else None  # the saved statistics replace it
-        learner = make_learner(config, venv, seed=int(meta["seed"]), log=log, obs_stats=placeholder)
+        placeholder = (np.zeros(dim), np.ones(dim)) if config.normalize_obs else None  # the saved statistics replace it
+        learner = make_learner(config, venv, seed=int(meta["seed"]), log=log, obs_stats=placeholder, relabel=relabel)
         saved = torch.load(directory / PARAMS_FILE, weights_only=True)
         learner.model.set_parameters(saved["state_dicts"], exact_match=True, device="cpu")
         with torch.no_grad():
@@ -357,17 +270,6 @@ class DQNLearner(Learner):
 LEARNERS: dict[str, type[Learner]] = {"ppo": PPOLearner, "sac": SACLearner, "trpo": TRPOLearner, "dqn": DQNLearner}
 
 
-def learner_config(mapping: dict[str, Any]) -> LearnerConfig:
-    """A recipe's `learner:` mapping -> its config dataclass (strict: unknown keys are errors)."""
-    from algos.recipe import build_dataclass
-
-    algo = mapping.get("algo", "ppo")
-    if algo not in CONFIGS:
-        raise DataError(f"learner.algo: must be one of {', '.join(CONFIGS)}, got {algo!r}")
-    config: LearnerConfig = build_dataclass(CONFIGS[algo], dict(mapping), "learner")
-    return config
-
-
 def make_learner(
     config: LearnerConfig,
     venv: VecEnv,
@@ -375,34 +277,52 @@ def make_learner(
     seed: int = 0,
     log: LogFn | None = None,
     obs_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    relabel: Relabel | None = None,
 ) -> Learner:
     """The learner for `config.algo`, training in `venv` (a `make_vec_env` stack); `obs_stats`
-    (mean, std) for `config.obs_norm`."""
-    return LEARNERS[config.algo](config, venv, seed=seed, log=log, obs_stats=obs_stats)
+    (mean, std) for `config.normalize_obs`; `relabel` (off-policy learners): the rewards of every
+    replay batch sampled, from the current learned reward (`algos.online.replay`)."""
+    return LEARNERS[config.algo](config, venv, seed=seed, log=log, obs_stats=obs_stats, relabel=relabel)
 
 
 class FixedObsNorm(BaseFeaturesExtractor):
-    """Flatten, then `(obs - mean) / std` with statistics set once (the demonstrations') and kept as
-    buffers, so they are saved and loaded with the weights. SB3's `VecNormalize` keeps running
-    statistics in the env stack instead, which a saved policy would lose and which drift with the
-    learner's own states. Without it, MountainCar's velocity (|v| < 0.07) reaches PPO's net at a
-    hundredth of the position's scale."""
+    """SB3's features-extractor slot for the shared `RunningNorm` in its fixed mode: flatten, then
+    `(obs - mean) / std` with the demonstrations' statistics, set once and saved with the weights.
+
+    It exists because SB3 builds a policy's input layer only from a `BaseFeaturesExtractor`
+    class. SB3's `VecNormalize` keeps running statistics in the env stack instead, which a saved
+    policy would lose and which drift with the learner's own states. Without it, MountainCar's
+    velocity (|v| < 0.07) reaches PPO's net at a hundredth of the position's scale."""
 
     def __init__(self, observation_space: gym.spaces.Box) -> None:
         dim = int(np.prod(observation_space.shape))
         super().__init__(observation_space, dim)
-        self.mean: torch.Tensor
-        self.std: torch.Tensor
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
+        self.norm = RunningNorm(dim, eps=0.0)
+        self.norm.set_statistics(np.zeros(dim), np.ones(dim))
+        self.register_load_state_dict_pre_hook(_rename_old_obs_norm_keys)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.norm.mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.norm.std
 
     def set_statistics(self, mean: np.ndarray, std: np.ndarray) -> None:
-        with torch.no_grad():
-            self.mean.copy_(torch.as_tensor(np.asarray(mean, np.float32).reshape(-1)))
-            self.std.copy_(torch.as_tensor(np.asarray(std, np.float32).reshape(-1)))
+        self.norm.set_statistics(mean, std)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return (observations.flatten(1) - self.mean) / self.std
+        return self.norm(observations.flatten(1))
+
+
+def _rename_old_obs_norm_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Learners saved while `FixedObsNorm` held `mean`/`std` buffers of its own still load."""
+    if prefix + "std" in state_dict:
+        std = state_dict.pop(prefix + "std")
+        state_dict[prefix + "norm.mean"] = state_dict.pop(prefix + "mean")
+        state_dict[prefix + "norm.var"] = std * std
+        state_dict[prefix + "norm.count"] = torch.ones((), dtype=torch.float64)
 
 
 @POLICY_LOADERS.register(POLICY_KIND)

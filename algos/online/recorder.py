@@ -8,6 +8,8 @@ the env's true rewards and their seed from the vec env's schedule.
 Buffers are per-env numpy arrays (num_envs, capacity, ...) written with one fancy-indexed
 assignment per field per vector step; Python only runs per finished episode.
 Only whole episodes are recorded: the ones cut by a `reset()` are dropped.
+`running_state()`/`resume()` carry the episodes still running across a checkpoint: a fresh env
+stack replays each from its seed and recorded actions (deterministic envs end where they were).
 """
 
 from __future__ import annotations
@@ -118,6 +120,48 @@ class EpisodeRecorder(VecEnvWrapper):
                 seed=int(self._episode_seeds[i]),
             )
         )
+
+    def running_state(self) -> dict[str, np.ndarray]:
+        """The unfinished episodes (plain arrays, for an npz): enough for `resume` in a fresh stack."""
+        width = int(self._pos.max())
+        state = {f"obs.{k}": self._obs[k][:, : width + 1].copy() for k in self._keys}
+        state.update(
+            acts=self._acts[:, :width].copy(),
+            rews=self._rews[:, :width].copy(),
+            pos=self._pos.copy(),
+            seeds=self._episode_seeds.copy(),
+            live=self._live.copy(),
+            next_seed=np.asarray(self.schedule.next_seed, np.int64),
+        )
+        return state
+
+    def resume(self, state: dict[str, np.ndarray], executed: np.ndarray | None = None) -> Obs:
+        """Continue `running_state`'s episodes: each sub-env is reset with its episode's seed and
+        takes its recorded actions again (outside the step counter: they were counted when first
+        taken). Returns the sub-envs' current observations, what the learner acts on next.
+        `executed` (n_envs, steps, ...): the actions to replay where the env executed others than
+        the recorded ones (DAgger records the expert's labels)."""
+        if not np.asarray(state["live"]).all():
+            raise ValueError("every sub-env must be running a recorded episode to resume")
+        pos = np.asarray(state["pos"], np.int64)
+        width = int(pos.max())
+        if width + 1 > self._capacity:
+            self._grow(width + 1)
+        for k in self._keys:
+            self._obs[k][:, : width + 1] = state[f"obs.{k}"]
+        self._acts[:, :width], self._rews[:, :width] = state["acts"], state["rews"]
+        self._pos, self._episode_seeds, self._live = pos.copy(), np.asarray(state["seeds"], np.int64).copy(), np.ones(self.num_envs, bool)
+        current = []
+        for i, env in enumerate(base_env(self.venv).envs):
+            self.schedule.next_seed = int(self._episode_seeds[i])
+            obs, _ = env.reset()
+            for action in (self._acts if executed is None else executed)[i, : pos[i]]:
+                obs, *_ = env.step(action)
+            current.append(obs)
+        self.schedule.next_seed = int(state["next_seed"])
+        if isinstance(current[0], dict):
+            return {key: np.stack([o[key] for o in current]) for key in current[0]}
+        return np.stack(current)
 
     @property
     def num_episodes(self) -> int:

@@ -4,11 +4,11 @@ Inputs are chosen per net: state, state-action, state-action-next-state; Discret
 one-hot (through `algos.sampler.obs_features`, as BC's features). A GAIL discriminator is a
 `RewardNet` whose output is a logit; AIRL's is a `ShapedRewardNet`
 f(s, a, s', terminated) = g(s, a) + gamma * (1 - terminated) * h(s') - h(s), where only a real
-termination zeroes h(s') (a time limit does not: ONLINE-NOTES, "terminated vs truncated").
+termination zeroes h(s') (a time limit does not: the episode goes on past it, so h(s') is real).
 
 Input normalisation is really applied (imitation's GAIL path bypassed its normaliser): a
-`RunningNorm` updates its mean/std from every batch in training mode, is frozen in eval mode,
-and lives in the state dict, so it is saved with the net. `predict` (the `RewardFn` the
+`RunningNorm` (`algos.online.normalizer`) updates its mean/std from every batch in training mode,
+is frozen in eval mode, and lives in the state dict, so it is saved with the net. `predict` (the `RewardFn` the
 reward wrapper calls) runs in eval mode without gradients.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from algos.online.normalizer import RunningNorm
 from algos.sampler import feature_dim, obs_features
 from ildata.episode import DataError, Obs
 from ildata.fsutil import atomic_output
@@ -32,47 +33,6 @@ from ildata.spaces import space_from_dict, space_to_dict
 
 WEIGHTS_FILE = "reward_net.pt"
 META_FILE = "reward_net.json"
-
-
-class RunningNorm(nn.Module):
-    """(x - mean) / std with mean and variance accumulated over every training batch.
-
-    Batches merge into the running moments exactly (Chan et al.'s parallel update), so the
-    result does not depend on how the data was split into batches. `frozen` stops the updates in
-    training mode too (statistics set once, or inputs that are not data, like a gradient
-    penalty's interpolations).
-    """
-
-    def __init__(self, dim: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.mean: torch.Tensor
-        self.var: torch.Tensor
-        self.count: torch.Tensor
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-        self.frozen = False
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        n = x.shape[0]
-        if n == 0:
-            return
-        batch_mean = x.mean(0)
-        batch_var = x.var(0, unbiased=False)
-        total = self.count + n
-        delta = batch_mean - self.mean
-        frac = float(n / total)
-        m2 = self.var * float(self.count / total) + batch_var * frac + delta**2 * float(self.count * n / total**2)
-        self.mean += delta * frac
-        self.var.copy_(m2)
-        self.count.copy_(total)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not self.frozen:
-            self.update(x)
-        return (x - self.mean) / torch.sqrt(self.var + self.eps)
 
 
 def featurizer(space: gym.Space) -> Callable[[Any], np.ndarray]:
@@ -188,8 +148,7 @@ class RewardNet(nn.Module):
         """The `RewardFn` for `RewardVecEnvWrapper`: eval mode (normaliser frozen), no gradients.
 
         On CPU it runs the same layers in numpy (`compile_numpy`): torch's per-op overhead on
-        batches of a few envs made the reward cost as much as the env step (ONLINE-NOTES:
-        imitation's stack is 4.6x slower than the raw env). The numpy copy is rebuilt whenever a
+        batches of a few envs costs as much as the env step (benchmarks/reward_wrapper_overhead.py). The numpy copy is rebuilt whenever a
         weight or statistic changed in place (optimiser steps, `load_state_dict`, the
         normaliser's updates: torch bumps each tensor's version counter); `test_online_layer`
         checks both paths agree.

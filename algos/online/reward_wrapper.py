@@ -77,6 +77,11 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self._obs: Obs | None = None
         self._acts: np.ndarray | None = None
 
+    def continue_from(self, obs: Obs, t: np.ndarray) -> None:
+        """Take up running episodes (a resumed run): `obs` is where the sub-envs are, `t` their steps."""
+        self._obs = obs
+        self._t = np.asarray(t, dtype=np.int64).copy()
+
     def reset(self) -> Any:
         self._obs = self.venv.reset()  # type: ignore[assignment]  # SB3's VecEnvObs is Obs
         self._t[:] = 0
