@@ -44,6 +44,8 @@ class AIRLConfig(AdversarialConfig):
 
 @register("airl")
 class AIRL(AdversarialTrainer):
+    """AIRL: GAIL with a shaped discriminator whose g(s) is a reward that transfers to fresh learners."""
+
     Config = AIRLConfig
     config: AIRLConfig
     uses_log_prob = True

@@ -32,6 +32,8 @@ class GAILConfig(AdversarialConfig):
 
 @register("gail")
 class GAIL(AdversarialTrainer):
+    """GAIL: an RL learner paid by a discriminator of expert vs learner transitions."""
+
     Config = GAILConfig
     config: GAILConfig
 

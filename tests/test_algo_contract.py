@@ -36,7 +36,20 @@ BUDGET: dict[str, int] = {
     "max_samples": 300,
 }
 # Names retired for one name per meaning (see algos.bc.BCConfig.RENAMED and the others).
-RETIRED = {"n_steps", "lr", "hidden", "standardise", "num_envs", "max_iter", "ppo_n_steps", "ppo_timesteps"}
+RETIRED = {
+    "n_steps",
+    "lr",
+    "hidden",
+    "standardise",
+    "num_envs",
+    "max_iter",
+    "ppo_n_steps",
+    "ppo_timesteps",
+    "gen_steps_per_round",
+    "reward_normalization",
+    "obs_norm",
+    "disc_input_norm",
+}
 
 
 @dataclass

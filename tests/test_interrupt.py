@@ -111,8 +111,10 @@ def test_interrupt_after_a_checkpoint_says_how_to_resume(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("delay", [0.1, 0.3])
-def test_interrupted_inspect_is_one_line(delay: float) -> None:
-    rc, err = _interrupted([sys.executable, "-c", CONSOLE_SCRIPT.format(pause=""), "inspect", DATASET], _after_start(delay))
+def test_interrupted_inspect_is_one_line(tmp_path: Path, delay: float) -> None:
+    # With --plots, inspect runs for seconds (matplotlib), so the signal always finds it working.
+    command = [sys.executable, "-c", CONSOLE_SCRIPT.format(pause=""), "inspect", DATASET, "--plots", str(tmp_path / "plots")]
+    rc, err = _interrupted(command, _after_start(delay))
     assert rc == 130 and err == ["ildata: interrupted"], err
 
 

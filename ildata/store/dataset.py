@@ -9,6 +9,7 @@ and reads only metadata: see ildata/store/episodes.py and benchmarks/cold_start.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -163,7 +164,10 @@ class TrajectoryDataset:
         parts = [(str(p.path), p.fingerprint, p.links_outside) for p in self.parts]
         if len(parts) == 1 and self.meta.fingerprint == self.parts[0].fingerprint:
             return (_reopen, (parts, self._subset))
-        return (_reopen, (parts, self._subset, self.meta, self._table.column_names))
+        # A combination also carries its own info.json (its provenance lists every part), compressed:
+        # the pickle stays about a kilobyte however long the paths.
+        meta = zlib.compress(json.dumps(self.meta.to_dict()).encode())
+        return (_reopen, (parts, self._subset, meta, self._table.column_names))
 
     def __repr__(self) -> str:
         where = repr(str(self.path)) if len(self.parts) == 1 else f"concat of {len(self.parts)} stores"
@@ -443,7 +447,7 @@ class TrajectoryDataset:
 
 
 def _reopen(
-    parts: list[tuple[str, str, bool]], subset: np.ndarray | None, meta: DatasetInfo | None = None, columns: Sequence[str] = ()
+    parts: list[tuple[str, str, bool]], subset: np.ndarray | None, meta: bytes | None = None, columns: Sequence[str] = ()
 ) -> TrajectoryDataset:
     """Inverse of `TrajectoryDataset.__reduce__`: the same episodes of the same (unchanged) stores;
     a combination (`ildata.concat`) is joined again under its own `meta`."""
@@ -456,5 +460,6 @@ def _reopen(
     whole = opened[0]
     if meta is not None:
         joined = join([Piece(ds._table, ds._episodes_all, ds.episode_ids, ds.parts) for ds in opened], columns)
-        whole = TrajectoryDataset(whole.path, meta, joined.table, joined.episodes, parts=joined.parts)
+        info = DatasetInfo.from_dict(json.loads(zlib.decompress(meta)))
+        whole = TrajectoryDataset(whole.path, info, joined.table, joined.episodes, parts=joined.parts)
     return whole if subset is None else whole.select(subset)

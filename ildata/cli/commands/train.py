@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 from ildata.cli.interrupts import INTERRUPTS
@@ -36,10 +37,21 @@ class _HelpWithAlgorithms(argparse.Action):
             rows.append(f"  {name:<16} {summary}  [{cls.__module__}.{cls.Config.__name__}]")
         parser.epilog = (
             "algorithms (recipe `algo:`; the config keys of each are the fields of the dataclass in brackets,\n"
-            "documented there; recipes/ has a working recipe for each):\n" + "\n".join(rows) + "\n\n" + EXAMPLES
+            "documented there; recipes/ has a working recipe for each):\n" + "\n".join(rows) + "\n\n" + _learner_help() + "\n\n" + EXAMPLES
         )
         parser.print_help()
         parser.exit()
+
+
+def _learner_help() -> str:
+    """The `config.learner:` block of the online algorithms: one typed config per RL learner."""
+    from algos.online.learner_configs import CONFIGS
+
+    rows = [f"  {name:<5} {', '.join(f.name for f in fields(cls) if f.name != 'algo')}" for name, cls in CONFIGS.items()]
+    return (
+        "learners (`config.learner:` of rl, gail, airl, preference_comparisons; `algo:` picks one, its keys\n"
+        "are below, e.g. --set config.learner.learning_rate=1e-3):\n" + "\n".join(rows)
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
