@@ -300,7 +300,6 @@ def _truthful_sheet(exported: Path, path: Path) -> PreferenceDataset:
     return queries
 
 
-@pytest.mark.xdist_group("prefs-export")  # one worker makes the module's export once
 def test_export_writes_queries_sheet_and_images(exported: Path) -> None:
     queries = PreferenceDataset.load(exported / "queries.parquet")
     assert len(queries) == 12 and np.isnan(queries.labels).all() and queries.left.length == 20
@@ -313,7 +312,6 @@ def test_export_writes_queries_sheet_and_images(exported: Path) -> None:
         assert strip.height <= 160 and strip.width > 3 * strip.height  # frames side by side
 
 
-@pytest.mark.xdist_group("prefs-export")  # one worker makes the module's export once
 def test_import_learns_a_reward_offline_and_relabels_a_dataset(exported: Path, tmp_path: Path) -> None:
     _truthful_sheet(exported, tmp_path / "labels.csv")
     out, relabelled = tmp_path / "reward", tmp_path / "relabelled"
@@ -331,7 +329,6 @@ def test_import_learns_a_reward_offline_and_relabels_a_dataset(exported: Path, t
     assert not np.allclose(np.asarray(new.transitions().rews), np.asarray(source.transitions().rews))
 
 
-@pytest.mark.xdist_group("prefs-export")  # one worker makes the module's export once
 @pytest.mark.parametrize(
     ("sheet", "message"),
     [
@@ -352,7 +349,6 @@ def test_bad_label_sheets_get_one_line_naming_file_and_row(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xdist_group("prefs-export")  # one worker makes the module's export once
 def test_jsonl_sheets_work_too(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     queries = PreferenceDataset.load(exported / "queries.parquet")
     path = tmp_path / "labels.jsonl"

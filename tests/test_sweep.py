@@ -25,8 +25,6 @@ TINY = [
     "eval.episodes=1",
 ]
 SETS = [arg for item in TINY for arg in ("--set", item)]
-# One worker runs the whole module: its Ray instance and sweeps are module fixtures.
-pytestmark = pytest.mark.xdist_group("sweep")
 
 
 @pytest.fixture(scope="module")

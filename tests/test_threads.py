@@ -55,9 +55,6 @@ print(json.dumps({"seen": seen, "ratios": ratios, "before": before, "after": aft
 """
 
 
-pytestmark = pytest.mark.xdist_group("threads")  # one worker makes the module's run once
-
-
 @pytest.fixture(scope="module")
 def one_thread_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("threads") / "run"
