@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,3 +108,68 @@ def assert_same_batch(a: EpisodeBatch, b: EpisodeBatch, *, infos: bool = True) -
             np.testing.assert_array_equal(x, y)
     if infos:
         assert a.infos == b.infos
+
+
+def interrupted_then_resumed(
+    tmp_path: Path, recipe: Path, stop_at: int, monkeypatch: Any, *, checkpoint_file: str | None = None
+) -> tuple[Path, Path]:
+    """`ildata train` of `recipe` uninterrupted into tmp_path/whole, and again into tmp_path/resumed
+    interrupted (Ctrl-C) when the metrics row of `stop_at` is shown, then resumed with --resume.
+    Checks the interrupted run left its checkpoint (holding `checkpoint_file`, if given) and no run."""
+    from algos.train import Console
+    from ildata.cli import main
+
+    whole = tmp_path / "whole"
+    assert main(["train", str(recipe), "--out", str(whole), "--quiet"]) == 0
+    show = Console.row
+
+    def interrupt(self: Console, step: int, metrics: dict[str, float]) -> None:
+        if step == stop_at:
+            raise KeyboardInterrupt
+        show(self, step, metrics)
+
+    resumed = tmp_path / "resumed"
+    with monkeypatch.context() as patch:
+        patch.setattr(Console, "row", interrupt)
+        assert main(["train", str(recipe), "--out", str(resumed), "--quiet"]) == 130
+    checkpoint = tmp_path / "resumed.partial" / "checkpoint"
+    assert checkpoint.is_dir() and not resumed.exists()
+    if checkpoint_file is not None:
+        assert (checkpoint / checkpoint_file).is_file()
+    assert main(["train", str(recipe), "--resume", str(resumed), "--quiet"]) == 0
+    return whole, resumed
+
+
+def minari_toy_dataset(dataset_id: str, lengths: Sequence[int], data_format: str, *, infos: bool = True) -> None:
+    """A small Minari dataset made by minari itself (`create_dataset_from_buffers`) under
+    $MINARI_DATASETS_PATH: Box(3) observations, Box(2) actions, each episode terminated, and a
+    `step` info per step unless `infos` is false (then none are recorded)."""
+    import warnings
+
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    rng = np.random.default_rng(0)
+    buffers = [
+        EpisodeBuffer(
+            id=i,
+            seed=i,
+            observations=rng.normal(size=(length + 1, 3)).astype(np.float32),
+            actions=rng.uniform(-1, 1, (length, 2)).astype(np.float32),
+            rewards=list(rng.normal(size=length)),
+            terminations=[False] * (length - 1) + [True],
+            truncations=[False] * length,
+            infos={"step": list(range(length + 1))} if infos else {},
+        )
+        for i, length in enumerate(lengths)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # minari warns about every missing author/description field
+        minari.create_dataset_from_buffers(
+            dataset_id,
+            buffers,
+            observation_space=gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+            action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            data_format=data_format,
+        )

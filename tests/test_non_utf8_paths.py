@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
-from support import DATASETS, run_cli
+from support import DATASETS, minari_toy_dataset, run_cli
 from test_hostile import write_hf_dir
 
 import ildata
@@ -22,33 +20,7 @@ OUT = os.fsdecode(b"out-\xfe\xff")
 
 def _minari_dataset(root: Path, data_format: str) -> Path:
     """A small Minari dataset made by minari itself (`create_dataset_from_buffers`), under `root`."""
-    import gymnasium as gym
-    import minari
-    from minari.data_collector import EpisodeBuffer
-
-    rng = np.random.default_rng(0)
-    buffers = [
-        EpisodeBuffer(
-            id=i,
-            seed=i,
-            observations=rng.normal(size=(length + 1, 3)).astype(np.float32),
-            actions=rng.uniform(-1, 1, (length, 2)).astype(np.float32),
-            rewards=list(rng.normal(size=length)),
-            terminations=[False] * (length - 1) + [True],
-            truncations=[False] * length,
-            infos={"step": list(range(length + 1))},
-        )
-        for i, length in enumerate((5, 3, 4))
-    ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # minari warns about every missing author/description field
-        minari.create_dataset_from_buffers(
-            f"ns/toy-{data_format}-v0",
-            buffers,
-            observation_space=gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
-            action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
-            data_format=data_format,
-        )
+    minari_toy_dataset(f"ns/toy-{data_format}-v0", (5, 3, 4), data_format)
     return root / "ns" / f"toy-{data_format}-v0"
 
 

@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from support import DATASETS
+from support import DATASETS, interrupted_then_resumed
 
 import ildata
 from algos.base import seed_everything
-from algos.train import Console
-from ildata.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,26 +33,6 @@ def _recipe(tmp_path: Path, base: str, config: Mapping[str, object], **top: obje
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def _interrupted_then_resumed(tmp_path: Path, recipe: Path, stop_at: int, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """(uninterrupted run, run interrupted when the metrics row of `stop_at` is shown, then resumed)."""
-    whole = tmp_path / "whole"
-    assert main(["train", str(recipe), "--out", str(whole), "--quiet"]) == 0
-    show = Console.row
-
-    def interrupt(self: Console, step: int, metrics: dict[str, float]) -> None:
-        if step == stop_at:
-            raise KeyboardInterrupt
-        show(self, step, metrics)
-
-    resumed = tmp_path / "resumed"
-    with monkeypatch.context() as patch:
-        patch.setattr(Console, "row", interrupt)
-        assert main(["train", str(recipe), "--out", str(resumed), "--quiet"]) == 130
-    assert (tmp_path / "resumed.partial" / "checkpoint").is_dir() and not resumed.exists()
-    assert main(["train", str(recipe), "--resume", str(resumed), "--quiet"]) == 0
-    return whole, resumed
 
 
 def _assert_same_run(whole: Path, resumed: Path) -> None:
@@ -77,7 +55,7 @@ def test_bc_resumes_exactly_mid_row_with_normalized_obs_validation_and_rollouts(
         "rollout_episodes": 1,
     }
     recipe = _recipe(tmp_path, "bc-cartpole.yaml", config, eval={"episodes": 1})
-    whole, resumed = _interrupted_then_resumed(tmp_path, recipe, stop_at=40, monkeypatch=monkeypatch)
+    whole, resumed = interrupted_then_resumed(tmp_path, recipe, stop_at=40, monkeypatch=monkeypatch)
     _assert_same_run(whole, resumed)
 
 
@@ -104,7 +82,7 @@ def test_dagger_resumes_exactly_with_episodes_running_across_the_checkpoint(tmp_
     # The learner executes 70% of the actions: episodes end at any step, so the checkpoint after
     # round 2 has every sub-env in the middle of an episode that round 3 finishes.
     recipe = _dagger_recipe(tmp_path, steps_per_round=150, n_envs=3, beta_value=0.3)
-    whole, resumed = _interrupted_then_resumed(tmp_path, recipe, stop_at=300, monkeypatch=monkeypatch)
+    whole, resumed = interrupted_then_resumed(tmp_path, recipe, stop_at=300, monkeypatch=monkeypatch)
     _assert_same_run(whole, resumed)
     _assert_same_store(whole, resumed)
 
@@ -114,7 +92,7 @@ def test_dagger_resumes_exactly_through_rounds_that_finish_no_episode(tmp_path: 
     # an episode, so BC goes on through the warm-start data's epoch where the last round left it.
     demos = str(DATASETS / "cartpole-expert")
     recipe = _dagger_recipe(tmp_path, steps_per_round=100, n_envs=2, beta_value=1.0, demonstrations=demos)
-    whole, resumed = _interrupted_then_resumed(tmp_path, recipe, stop_at=200, monkeypatch=monkeypatch)
+    whole, resumed = interrupted_then_resumed(tmp_path, recipe, stop_at=200, monkeypatch=monkeypatch)
     _assert_same_run(whole, resumed)
 
 

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from support import interrupted_then_resumed
 
 from algos.base import seed_everything
 from algos.preferences import PreferenceDataset
-from algos.train import Console
-from ildata.cli import main
 
 # 1200 env steps on 2 Pendulum envs (200-step episodes): 600 of initial sampling, then three
 # learner phases of 100 steps per env, so the checkpoint after round 2 (row 1000) has both
@@ -62,22 +61,8 @@ def _recipe(tmp_path: Path, learner: dict[str, Any]) -> Path:
 @pytest.mark.parametrize("learner", sorted(LEARNERS))
 def test_preference_comparisons_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, learner: str) -> None:
     recipe = _recipe(tmp_path, LEARNERS[learner])
-    whole = tmp_path / "whole"
-    assert main(["train", str(recipe), "--out", str(whole), "--quiet"]) == 0
-    show = Console.row
-
-    def interrupt(self: Console, step: int, metrics: dict[str, float]) -> None:
-        if step == 1000:  # the row after round 2, logged once its checkpoint is written
-            raise KeyboardInterrupt
-        show(self, step, metrics)
-
-    resumed = tmp_path / "resumed"
-    with monkeypatch.context() as patch:
-        patch.setattr(Console, "row", interrupt)
-        assert main(["train", str(recipe), "--out", str(resumed), "--quiet"]) == 130
-    running = tmp_path / "resumed.partial" / "checkpoint" / "running.npz"
-    assert running.is_file() and not resumed.exists()
-    assert main(["train", str(recipe), "--resume", str(resumed), "--quiet"]) == 0
+    # Interrupted at the row after round 2 (logged once its checkpoint is written), mid-episode.
+    whole, resumed = interrupted_then_resumed(tmp_path, recipe, 1000, monkeypatch, checkpoint_file="running.npz")
 
     rows = (whole / "metrics.csv").read_text()
     assert [line.split(",")[0] for line in rows.splitlines()[1:]] == ["0", "800", "1000", "1200"]
